@@ -1,0 +1,36 @@
+# actstudy — `make demo` runs the main job, `make test` the whole suite. Both install first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo stop bench clean
+
+install: $(STAMP)
+
+# Re-runs only when the pins change, so a second `make install` takes seconds.
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "make: $(PY) not found (set PY=...)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Starts Ray, MLflow and the API locally, submits examples/mnist1d-quick.yaml over REST and follows it.
+demo: install
+	$(BIN)/actstudy activations --plot activations.png > /dev/null
+	$(BIN)/python -m service.demo
+
+# Stops the stack `make demo` left running.
+stop:
+	@test -f .actstudy/serve.pid && kill $$(cat .actstudy/serve.pid) 2>/dev/null && echo "stopping the stack (pid $$(cat .actstudy/serve.pid))" || echo "no stack running"
+
+bench: install
+	$(BIN)/python bench/activations.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,102 @@
+"""The activation registry: snake_case name → class, with formula and source for listings."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from torch import nn
+
+from activations._classic import Logish, PReLU, Smish
+from activations._lslu import LSLU
+from activations._pwlu import PWLU
+from activations._telu import TeLU
+
+# Site hints a model passes to every activation; a class receives only those its constructor takes.
+_SITE_KEYWORDS = ("num_features", "spatial_dims")
+
+
+@dataclass(frozen=True)
+class Entry:
+    cls: type[nn.Module]
+    formula: str
+    source: str
+    learnable: bool = False
+
+
+_REGISTRY: dict[str, Entry] = {
+    "relu": Entry(nn.ReLU, "max(0, x)", "Nair & Hinton 2010"),
+    "leaky_relu": Entry(nn.LeakyReLU, "max(0, x) + a·min(0, x)", "Maas et al. 2013"),
+    "prelu": Entry(PReLU, "max(0, x) + a·min(0, x), a learnable per channel", "He et al. 2015", True),
+    "elu": Entry(nn.ELU, "x if x > 0 else α(eˣ − 1)", "Clevert et al. 2015"),
+    "selu": Entry(nn.SELU, "λ·(x if x > 0 else α(eˣ − 1))", "Klambauer et al. 2017"),
+    "celu": Entry(nn.CELU, "max(0, x) + min(0, α(e^(x/α) − 1))", "Barron 2017"),
+    "silu": Entry(nn.SiLU, "x·σ(x)", "Elfwing et al. 2017; Ramachandran et al. 2017"),
+    "gelu": Entry(nn.GELU, "x·Φ(x)", "Hendrycks & Gimpel 2016"),
+    "mish": Entry(nn.Mish, "x·tanh(ln(1 + eˣ))", "Misra 2019"),
+    "logish": Entry(Logish, "x·ln(1 + σ(x))", "Zhu et al. 2021"),
+    "smish": Entry(Smish, "x·tanh(ln(1 + σ(x)))", "Wang et al. 2022"),
+    "tanh": Entry(nn.Tanh, "tanh(x)", "classic"),
+    "sigmoid": Entry(nn.Sigmoid, "1 / (1 + e^(−x))", "classic"),
+    "softplus": Entry(nn.Softplus, "ln(1 + e^(βx)) / β", "Dugas et al. 2001"),
+    "telu": Entry(TeLU, "x·tanh(eˣ)", "Fernandez & Mali 2024, arXiv 2412.20269"),
+    "pwlu": Entry(PWLU, "learnable piecewise linear on [B_L, B_R] with N intervals, tails K_L, K_R", "Zhu et al. 2021, arXiv 2104.03693", True),
+    "lslu": Entry(LSLU, "BN(k ∗ ReLU(θ_n·ReLU(…θ_1·ReLU(x)+ω_1…)+ω_n))", "Feng et al. 2024, arXiv 2409.08283", True),
+}
+
+
+class UnknownActivationError(ValueError):
+    """An activation name that is not registered, or a parameter it does not take."""
+
+
+def names() -> list[str]:
+    """The registered activation names, in registry order."""
+    return list(_REGISTRY)
+
+
+def entry(name: str) -> Entry:
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _REGISTRY:
+        raise UnknownActivationError(f"unknown activation {name!r}; valid names: {', '.join(_REGISTRY)}")
+    return _REGISTRY[key]
+
+
+def parameters(name: str) -> dict[str, object]:
+    """The tunable constructor parameters of an activation and their defaults (site hints excluded)."""
+    sig = inspect.signature(entry(name).cls.__init__)
+    return {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default)
+        for p in list(sig.parameters.values())[1:]
+        # *args too: a class without its own __init__ shows nn.Module's (*args, **kwargs), which are not parameters.
+        if p.name not in _SITE_KEYWORDS and p.name != "inplace" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def check_params(name: str, params: dict) -> None:
+    """Raise UnknownActivationError naming any parameter the activation does not take."""
+    valid = parameters(name)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        listed = ", ".join(valid) or "none"
+        raise UnknownActivationError(f"activation {name!r} takes no parameter {', '.join(unknown)}; valid parameters: {listed}")
+
+
+def create(name: str | type[nn.Module], *, num_features: int | None = None, spatial_dims: int | None = None, **params) -> nn.Module:
+    """Build a new activation module; classes pass through, so any nn.Module class works as a name."""
+    if isinstance(name, type) and issubclass(name, nn.Module):
+        cls = name
+    else:
+        check_params(name, params)
+        cls = entry(name).cls
+    accepted = inspect.signature(cls.__init__).parameters
+    site = {"num_features": num_features, "spatial_dims": spatial_dims}
+    kwargs = {k: v for k, v in site.items() if k in accepted and v is not None}
+    try:
+        return cls(**kwargs, **params)
+    except TypeError as exc:  # e.g. a string where a float belongs
+        raise UnknownActivationError(f"activation {getattr(name, '__name__', name)!r}: bad parameter ({exc})") from exc
+
+
+def is_learnable(module: nn.Module) -> bool:
+    """True for modules whose shape changes while they train and that report it (PWLU, LSLU)."""
+    return callable(getattr(module, "state_snapshot", None))

@@ -1,0 +1,158 @@
+"""TeLU, the hyperbolic tangent exponential linear unit (Fernandez & Mali, arXiv 2412.20269)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# tanh(e^x) == 1 exactly in float64 (and every narrower type) once x >= 10, and the derivative term
+# x·e^x·sech²(e^x) underflows to 0 there. Clamping exp's argument keeps e^x finite (float16 overflows
+# at e^11.1) so autograd never forms 0·inf; above the clamp the gradient is tanh(e^10) = 1, the true limit.
+_EXP_CLAMP = 10.0
+# Elements per block of the fast path: a block's temporaries stay in the caches and are reused, so the
+# dozen eager ops per block cost a fraction of as many passes over a large tensor (bench/activations.py).
+_BLOCK = 1 << 18
+# With several intra-op threads every op is a parallel region whose end waits for all of them; on a
+# loaded machine a descheduled thread makes each wait a time slice, so there blocks are 4× larger.
+_THREADED_FACTOR = 4
+# tanh(e^x) where |x| is so small that y = x·tanh(e^x) is subnormal or 0, and y / x loses precision:
+# tanh(e^x) = tanh(1) + O(x) there, exact to far below the dtype's precision.
+_TANH_1 = math.tanh(1.0)
+
+
+def _telu_value(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.tanh(torch.exp(x.clamp(max=_EXP_CLAMP)))
+
+
+def _telu_slope(x: torch.Tensor) -> torch.Tensor:
+    """dTeLU/dx = tanh(eˣ) + x·(eˣ·sech²(eˣ)); the bracket (≤ 0.45) is formed before x multiplies it."""
+    e = torch.exp(x.clamp(max=_EXP_CLAMP))
+    t = torch.tanh(e)
+    return t + x * (e * (1 - t * t))
+
+
+class _TeLUFunction(torch.autograd.Function):
+    """Plain autograd would form grad·x first: for large |x| that overflows (float16: x = −100 with an
+    upstream gradient of 1000) and then meets the 0 of eˣ·sech²(eˣ) as inf·0 = NaN. Here the bounded
+    slope is built first and only then scaled by grad.
+
+    Speed: both passes walk the tensor in blocks whose temporaries live in a few reused buffers
+    (float32 for half inputs), which on a CPU costs a fraction of the same ops over the whole tensor,
+    and the backward takes tanh(eˣ) = y / x from the saved output instead of a second tanh (the
+    slowest op here; at x = 0, and for a half y within twice its smallest normal number of 0, where
+    y is subnormal, tanh(e⁰) instead) and sech²(eˣ) from e^(−2eˣ), which is more accurate than
+    1 − tanh²(eˣ) too. Saved: x and y (the output, which the next layer usually keeps alive anyway).
+    A backward that must itself be differentiable (create_graph=True) uses the formulas as plain ops."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = _blockwise(_value_block, x)
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the backward must be differentiable
+            return grad * _telu_slope(x)
+        near_zero = 2 * torch.finfo(y.dtype).tiny if y.dtype in (torch.float16, torch.bfloat16) else None
+        # e^(−2eˣ) stays normal up to x = ln(−ln(tiny)/2): 3.77 in float32, 5.87 in float64.
+        bracket_clamp = math.log(-math.log(torch.finfo(_compute_dtype(x.dtype)).tiny) / 2) - 0.01
+        return _blockwise(
+            lambda xb, yb, gb, out, work: _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp),
+            x,
+            y,
+            grad,
+        )
+
+
+def _value_block(xb, out, work):
+    t = torch.clamp(xb, max=_EXP_CLAMP, out=work(0)).exp_().tanh_()
+    torch.mul(xb, t, out=out)
+
+
+def _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp):
+    # x·eˣ·sech²(eˣ) = 4·x·eˣ·u/(1 + u)² with u = e^(−2eˣ) ∈ (0, 1]: no cancellation, unlike 1 − tanh²(eˣ)
+    # near 1. Past x = bracket_clamp the term is below the dtype's precision; clamping x there keeps u
+    # a normal number (subnormal arithmetic is many times slower) and the term ~0 even for x = 3e38.
+    xc = torch.clamp(xb, max=bracket_clamp, out=work(0))
+    e = torch.exp(xc, out=work(1))
+    u = torch.mul(e, -2.0, out=work(2)).exp_()
+    u.div_(torch.add(u, 1.0, out=work(3)).square_()).mul_(e)
+    t = torch.div(yb, xb, out=work(1))  # tanh(eˣ), to the precision of y
+    if near_zero is None:
+        t.nan_to_num_(nan=_TANH_1)  # x = 0: tanh(e⁰)
+    else:  # y was rounded to a half type: within near_zero of 0 it is subnormal, and tanh(e⁰) is exact there
+        t.masked_fill_(torch.lt(torch.abs(xb, out=work(3)), near_zero, out=work.mask()), _TANH_1)
+    torch.mul(gb, torch.addcmul(t, u, xc, value=4.0, out=t), out=out)
+
+
+class _Work:
+    """Float buffers (and one bool mask) of one block's size, made on first use and reused by every block."""
+
+    def __init__(self, size, dtype, device):
+        self.size, self.dtype, self.device = size, dtype, device
+        self.n = size
+        self.buffers: dict = {}
+
+    def _buffer(self, key, dtype):
+        if key not in self.buffers:
+            self.buffers[key] = torch.empty(self.size, dtype=dtype, device=self.device)
+        return self.buffers[key][: self.n]
+
+    def __call__(self, i):
+        return self._buffer(i, self.dtype)
+
+    def mask(self):
+        return self._buffer("mask", torch.bool)
+
+
+def _blockwise(kernel, x, *others):
+    """kernel(x block, other blocks…, out block, work) over x in memory order; out has x's layout."""
+    x_flat = _flat(x)
+    if x_flat is None:
+        x = x.contiguous()
+        x_flat = x.view(-1)
+    flats = []
+    for t in others:
+        flat = _flat(t) if t.stride() == x.stride() else None
+        flats.append(flat if flat is not None else _flat(torch.empty_like(x).copy_(t)))  # e.g. a sum()'s expanded grad
+    dtype = _compute_dtype(x.dtype)
+    block = _BLOCK * (_THREADED_FACTOR if x.device.type == "cpu" and torch.get_num_threads() > 1 else 1)
+    work = _Work(min(x_flat.numel(), block), dtype, x.device)
+    out = torch.empty_like(x)
+    out_flat = _flat(out)
+    for start in range(0, x_flat.numel(), block):
+        stop = min(start + block, x_flat.numel())
+        work.n = stop - start
+        blocks = [f[start:stop] for f in (x_flat, *flats)]
+        blocks = [b if b.dtype == dtype else work(("in", i)).copy_(b) for i, b in enumerate(blocks)]
+        kernel(*blocks, out_flat[start:stop], work)
+    return out
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor | None:
+    """A 1-D view of t in memory order when t is dense (contiguous, channels-last, …), else None."""
+    if t.is_contiguous():
+        return t.view(-1)
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
+    permuted = t.permute(order)
+    return permuted.view(-1) if permuted.is_contiguous() else None
+
+
+def telu(x: torch.Tensor) -> torch.Tensor:
+    """TeLU(x) = x·tanh(eˣ), finite with finite gradients for every finite input."""
+    return _TeLUFunction.apply(x)
+
+
+class TeLU(nn.Module):
+    """TeLU(x) = x·tanh(eˣ) — Fernandez & Mali, "TeLU activation function for fast and stable deep learning"."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return telu(x)

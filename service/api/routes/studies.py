@@ -1,0 +1,119 @@
+"""/api/v1/studies: submit, list, read, results, cancel."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from sqlalchemy import func, select
+
+from service.deps import CurrentCaller, JobsDep, SettingsDep, StoreDep
+from service.jobs import JobLauncherError, launch, reconcile_one
+from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResults
+from studies.records import Study, StudyStatus
+from studies.spec import StudySpec
+
+_ERRORS = {
+    400: "a body that cannot be read as JSON text (not UTF-8)",
+    401: "no bearer token, or one that is not known",
+    404: "no such study, or another owner's",
+    409: "the study is not in a state that allows this",
+    413: "request body over the service's limit (ACTSTUDY_MAX_BODY_BYTES, 64 KiB by default)",
+    429: "the owner already has the most queued or running studies allowed (ACTSTUDY_MAX_ACTIVE_STUDIES_PER_OWNER)",
+    503: "the study was stored but the Ray cluster could not start it (it is marked failed)",
+}
+
+
+def _documented(*codes: int) -> dict:
+    return {code: {"model": Message, "description": _ERRORS[code]} for code in codes}
+
+
+router = APIRouter(prefix="/studies", tags=["studies"], responses=_documented(401))
+
+
+def _public(study: Study, request: Request) -> StudyPublic:
+    base = str(request.url_for("read_study", study_id=study.id))
+    mlflow = (study.mlflow or {}).get("parent_run_url")
+    return StudyPublic(
+        id=study.id, name=study.name, owner=study.owner, status=study.status, progress=study.progress, error=study.error,
+        ray_job_id=study.ray_job_id, attempts=study.attempts, created_at=study.created_at, started_at=study.started_at,
+        finished_at=study.finished_at, links=Links(self=base, results=f"{base}/results", cancel=f"{base}/cancel", mlflow=mlflow),
+    )
+
+
+_STUDY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")  # what an id can be; anything else is unknown without a query
+
+
+def _visible(store, caller, study_id: str) -> Study:
+    # A NUL byte or an over-long id would otherwise reach the database (PostgreSQL refuses NUL: a 500).
+    study = store.get(study_id) if _STUDY_ID.fullmatch(study_id) else None
+    if study is None or not caller.may_see(study.owner):
+        raise HTTPException(404, f"no study {study_id!r}")  # another owner's study is not acknowledged
+    return study
+
+
+@router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=_documented(400, 413, 429, 503))
+def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
+                 jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
+    if store.count_active(caller.owner) >= settings.max_active_studies_per_owner:
+        raise HTTPException(429, f"at most {settings.max_active_studies_per_owner} queued or running studies per owner")
+    study_id = secrets.token_hex(6)
+    with store.session() as s:
+        s.add(Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
+                    status=StudyStatus.queued.value))
+    try:
+        launch(store, jobs, study_id)
+    except JobLauncherError as exc:
+        store.mark(study_id, StudyStatus.failed, error=str(exc))
+        raise HTTPException(503, f"study {study_id} stored but not started: {exc}") from None
+    return _public(store.get(study_id), request)
+
+
+@router.get("", response_model=StudiesPublic, summary="The caller's studies, newest first")
+def list_studies(request: Request, caller: CurrentCaller, store: StoreDep,
+                 status: Annotated[StudyStatus | None, Query()] = None,
+                 limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> StudiesPublic:
+    query = select(Study)
+    if not caller.admin:
+        query = query.where(Study.owner == caller.owner)
+    if status is not None:
+        query = query.where(Study.status == status.value)
+    with store.sessions() as s:
+        count = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = s.scalars(query.order_by(Study.created_at.desc()).offset(offset).limit(limit)).all()
+    return StudiesPublic(data=[_public(r, request) for r in rows], count=count)
+
+
+@router.get("/{study_id}", response_model=StudyPublic, summary="Status and progress of a study", responses=_documented(404))
+def read_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep, jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
+    study = _visible(store, caller, study_id)
+    if not StudyStatus(study.status).terminal:
+        reconcile_one(store, jobs, study, settings.max_driver_attempts)
+        study = store.get(study_id)
+    return _public(study, request)
+
+
+@router.get("/{study_id}/results", response_model=StudyResults, summary="Ranking, statistics, best params, MLflow links",
+            responses=_documented(404, 409))
+def read_results(study_id: str, caller: CurrentCaller, store: StoreDep) -> StudyResults:
+    study = _visible(store, caller, study_id)
+    if study.status != StudyStatus.succeeded.value or not study.results:
+        raise HTTPException(409, f"study {study_id} has no results yet (status {study.status})")
+    r = study.results
+    return StudyResults(id=study.id, status=study.status, ranking=r["ranking"], best_activation=r.get("best_activation"),
+                        baseline=r["baseline"], activations=r["activations"], mlflow=r.get("mlflow"))
+
+
+@router.post("/{study_id}/cancel", response_model=StudyPublic, summary="Stop a queued or running study",
+             responses=_documented(404, 409, 413))
+def cancel_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep, jobs: JobsDep) -> StudyPublic:
+    study = _visible(store, caller, study_id)
+    if StudyStatus(study.status).terminal:
+        raise HTTPException(409, f"study {study_id} is already {study.status}")
+    # Marked first, so the driver's own exit path does not overwrite it as failed.
+    store.mark(study_id, StudyStatus.cancelled, error=f"cancelled by {caller.owner}")
+    if study.ray_job_id:
+        jobs.stop(study.ray_job_id)
+    return _public(store.get(study_id), request)

@@ -1,0 +1,98 @@
+"""A small HTTP client for the API ($ACTSTUDY_URL, $ACTSTUDY_TOKEN), used by the CLI and the demo."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float = 30) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout)
+        self.url = url
+
+    @classmethod
+    def from_env(cls) -> "Client":
+        return cls(os.environ.get("ACTSTUDY_URL", "http://127.0.0.1:8000"), os.environ.get("ACTSTUDY_TOKEN"))
+
+    def _call(self, method: str, path: str, **kw) -> dict:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the API at {self.url}: {exc}") from None
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail")
+            except ValueError:
+                detail = r.text
+            if isinstance(detail, list):
+                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+            hint = " (set ACTSTUDY_TOKEN)" if r.status_code == 401 else ""
+            raise ApiError(f"{r.status_code}: {detail}{hint}")
+        return r.json()
+
+    def submit(self, spec: dict) -> dict:
+        return self._call("POST", "/studies", json=spec)
+
+    def study(self, study_id: str) -> dict:
+        return self._call("GET", f"/studies/{study_id}")
+
+    def results(self, study_id: str) -> dict:
+        return self._call("GET", f"/studies/{study_id}/results")
+
+    def cancel(self, study_id: str) -> dict:
+        return self._call("POST", f"/studies/{study_id}/cancel")
+
+    def wait(self, study_id: str, *, console: Console | None = None, poll_s: float = 1.0, timeout_s: float | None = None) -> dict:
+        """Follow a study until it ends, with a live progress table when a console is given."""
+        from studies.console import progress_table
+
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        live = Live(console=console, refresh_per_second=2) if console else None
+        if live:
+            live.start()
+        try:
+            while True:
+                study = self.study(study_id)
+                if live:
+                    progress = (study.get("progress") or {})
+                    phase = progress.get("phase")
+                    if phase:
+                        live.update(progress_table(progress["phases"][phase], title=f"{study_id}: {study['status']}, {phase}"))
+                    else:
+                        live.update(f"{study_id}: {study['status']} ...")
+                if study["status"] in TERMINAL:
+                    return study
+                if deadline and time.monotonic() > deadline:
+                    raise ApiError(f"study {study_id} still {study['status']} after {timeout_s:.0f} s")
+                time.sleep(poll_s)
+        finally:
+            if live:
+                live.stop()
+
+
+def print_status(console: Console, study: dict) -> None:
+    console.print(f"study {study['id']} ({study['name']}): [bold]{study['status']}[/bold]")
+    for key in ("created_at", "started_at", "finished_at"):
+        if study.get(key):
+            console.print(f"  {key.replace('_', ' ')}: {study[key]}")
+    if study.get("error"):
+        console.print(f"  error: {study['error']}")
+    if study.get("links", {}).get("mlflow"):
+        console.print(f"  MLflow: {study['links']['mlflow']}")
+    progress = study.get("progress") or {}
+    if progress.get("phase"):
+        from studies.console import progress_table
+
+        console.print(progress_table(progress["phases"][progress["phase"]]))

@@ -1,0 +1,112 @@
+"""`make demo`: start the stack on embedded defaults, submit examples/mnist1d-quick.yaml over REST, follow it
+to the end, print the ranking and where to browse it, and leave the stack up for browsing.
+
+    python -m service.demo [--data-dir .actstudy] [--port 8000] [--stop-after]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from service.client import Client
+from studies.console import ranking_table
+from studies.local_services import free_port
+from studies.spec import load_spec
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist1d-quick.yaml"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def start_stack(data_dir: Path, port: int, console: Console) -> tuple[str, int, bool]:
+    """The API URL, the serve process id, and whether this call started it."""
+    pid_file, url_file = data_dir / "serve.pid", data_dir / "serve.url"
+    if pid_file.exists() and url_file.exists() and _alive(int(pid_file.read_text())):
+        url = url_file.read_text().strip()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                console.print(f"using the stack already running at {url} (pid {pid_file.read_text().strip()})")
+                return url, int(pid_file.read_text()), False
+        except httpx.HTTPError:
+            pass
+    port = free_port(port)
+    log = data_dir / "serve.log"
+    console.print(f"starting the stack: actstudy serve --port {port} --data-dir {data_dir}  (log: {log})")
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    pid_file.write_text(str(proc.pid))
+    url_file.write_text(url)
+    deadline = time.monotonic() + 300
+    with console.status("waiting for Ray, MLflow and the API to be ready ..."):
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"actstudy serve exited ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    return url, proc.pid, True
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+    raise SystemExit(f"the stack was not ready within 300 s; see {log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.demo")
+    parser.add_argument("--data-dir", default=".actstudy")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--spec", default=str(EXAMPLE))
+    parser.add_argument("--stop-after", action="store_true", help="stop the stack when the study ends")
+    args = parser.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    t0 = time.monotonic()
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["ACTSTUDY_DATA_DIR"] = str(data_dir)
+    url, pid, _ = start_stack(data_dir, args.port, console)
+    console.print(f"stack ready after {time.monotonic() - t0:.0f} s: API docs {url}/docs")
+    token = subprocess.run([sys.executable, "-m", "service.cli", "token", "create", "--owner", "demo"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    client = Client(url, token)
+    spec = load_spec(args.spec)
+    study = client.submit(spec.model_dump(mode="json"))
+    console.print(f"submitted {args.spec} as study [bold]{study['id']}[/bold] (POST {url}/api/v1/studies)")
+    t1 = time.monotonic()
+    study = client.wait(study["id"], console=console)
+    console.print(f"study {study['id']}: [bold]{study['status']}[/bold] in {time.monotonic() - t1:.0f} s")
+    code = 0
+    if study["status"] == "succeeded":
+        results = client.results(study["id"])
+        console.print(ranking_table({**results, "name": spec.name, "seeds": [0] * spec.confirm.seeds}))
+        console.print(f"best activation: [bold]{results['best_activation']}[/bold]")
+        console.print(f"MLflow UI for this study: {results['mlflow']['parent_run_url']}")
+    else:
+        console.print(f"[red]error: {study.get('error')}[/red]")
+        code = 1
+    console.print(f"demo wall time {time.monotonic() - t0:.0f} s")
+    if args.stop_after:
+        os.kill(pid, signal.SIGTERM)
+        console.print("stack stopped")
+    else:
+        console.print(f"the stack is still running (pid {pid}); stop it with: [bold]make stop[/bold]  (or kill {pid})")
+        console.print(f"try: ACTSTUDY_URL={url} ACTSTUDY_TOKEN={token} .venv/bin/actstudy status {study['id']}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

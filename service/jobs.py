@@ -1,0 +1,129 @@
+"""Studies as Ray jobs: submission through Ray's Jobs API, and the reconciler that maps job states
+onto study states (and relaunches a driver that died, which then resumes from its Tune state)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from service.settings import Settings
+from studies.records import RecordStore, Study, StudyStatus
+
+log = logging.getLogger(__name__)
+
+SUBMIT_RETRY_S = 30.0  # how long a submission waits for a starting head's job agent
+
+
+class JobLauncherError(RuntimeError):
+    """The Ray cluster could not be reached or refused the job."""
+
+
+class JobLauncher:
+    """Submits `python -m studies.driver <id>` as a Ray job and asks how it is doing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: JobSubmissionClient | None = None
+
+    @property
+    def client(self) -> JobSubmissionClient:
+        if self._client is None:
+            if not self.settings.ray_jobs_url:
+                raise JobLauncherError("no Ray cluster configured (ACTSTUDY_RAY_JOBS_URL)")
+            headers = {"Authorization": f"Bearer {self.settings.ray_auth_token}"} if self.settings.ray_auth_token else None
+            try:
+                self._client = JobSubmissionClient(self.settings.ray_jobs_url, headers=headers)
+            except Exception as exc:  # noqa: BLE001 — connection or auth
+                raise JobLauncherError(f"Ray Jobs API at {self.settings.ray_jobs_url} unreachable: {type(exc).__name__}") from exc
+        return self._client
+
+    def submit(self, study: Study, attempt: int) -> str:
+        s = self.settings
+        env = {
+            "ACTSTUDY_DATABASE_URL": s.db_url,
+            "MLFLOW_TRACKING_URI": s.mlflow_uri or "",
+            "ACTSTUDY_MLFLOW_PUBLIC_URL": s.mlflow_public_url or "",
+            "ACTSTUDY_DATA_DIR": str(Path(s.data_dir).resolve()),
+        }
+        deadline = time.monotonic() + SUBMIT_RETRY_S
+        while True:
+            try:
+                return self.client.submit_job(
+                    entrypoint=f"{s.driver_python or sys.executable} -m studies.driver {study.id}",
+                    submission_id=f"actstudy-{study.id}-{attempt}",
+                    runtime_env={"env_vars": env},
+                    metadata={"study_id": study.id, "owner": study.owner, "attempt": str(attempt)},
+                    entrypoint_num_cpus=0,  # the driver only orchestrates; trials hold the CPUs
+                )
+            except JobLauncherError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                # A head that has just started answers before its job agent is up; that passes in seconds.
+                if "No available agent" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(1)
+                    continue
+                raise JobLauncherError(f"Ray refused the job: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+    def status(self, job_id: str) -> tuple[JobStatus, str]:
+        info = self.client.get_job_info(job_id)
+        return info.status, info.message or ""
+
+    def stop(self, job_id: str) -> bool:
+        try:
+            return self.client.stop_job(job_id)
+        except Exception as exc:  # noqa: BLE001 — already gone
+            log.warning("stop_job %s: %s", job_id, exc)
+            return False
+
+    def ping(self) -> bool:
+        try:
+            self.client.list_jobs()
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def launch(store: RecordStore, jobs: JobLauncher, study_id: str) -> str:
+    """Submit (or relaunch) the study's driver; records the job id and the attempt."""
+    study = store.get(study_id)
+    attempt = study.attempts + 1
+    job_id = jobs.submit(study, attempt)
+    store.update(study_id, ray_job_id=job_id, attempts=attempt)
+    return job_id
+
+
+def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attempts: int) -> str:
+    """Bring one active study's status in line with its Ray job; returns the (new) status."""
+    if StudyStatus(study.status).terminal or not study.ray_job_id:
+        return study.status
+    try:
+        status, message = jobs.status(study.ray_job_id)
+    except Exception as exc:  # noqa: BLE001 — cluster away: leave the record as it is
+        log.warning("job %s of study %s: %s", study.ray_job_id, study.id, exc)
+        return study.status
+    if status == JobStatus.FAILED:
+        if study.attempts < max_attempts:
+            log.warning("driver of study %s died (%s); relaunching, attempt %d", study.id, message, study.attempts + 1)
+            try:
+                launch(store, jobs, study.id)
+            except JobLauncherError as exc:
+                store.mark(study.id, StudyStatus.failed, error=f"driver died and could not be relaunched: {exc}")
+        else:
+            store.mark(study.id, StudyStatus.failed, error=f"driver failed {study.attempts} times; last: {message[:2000]}")
+    elif status == JobStatus.STOPPED:
+        store.mark(study.id, StudyStatus.cancelled, error=study.error or "the Ray job was stopped")
+    elif status == JobStatus.SUCCEEDED:
+        # The driver records the outcome itself; a row still active means it exited without doing so.
+        fresh = store.get(study.id)
+        if not StudyStatus(fresh.status).terminal:
+            store.mark(study.id, StudyStatus.failed, error="the driver exited without recording a result")
+    return store.get(study.id).status
+
+
+def reconcile_all(store: RecordStore, jobs: JobLauncher, max_attempts: int) -> None:
+    for study in store.active():
+        reconcile_one(store, jobs, study, max_attempts)

@@ -1,0 +1,65 @@
+"""API models, in families: StudyPublic, StudiesPublic, StudyResults, ActivationPublic, and the error Message."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, field_validator
+
+
+class Links(BaseModel):
+    self: str
+    results: str
+    cancel: str
+    mlflow: str | None = None
+
+
+class StudyPublic(BaseModel):
+    id: str
+    name: str
+    owner: str
+    status: str
+    progress: dict[str, Any] | None = None
+    error: str | None = None
+    ray_job_id: str | None = None
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    links: Links
+
+    @field_validator("created_at", "started_at", "finished_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # Stored in UTC; SQLite hands them back without the zone, PostgreSQL with it: answer the same.
+        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int
+
+
+class StudyResults(BaseModel):
+    id: str
+    status: str
+    ranking: list[str]
+    best_activation: str | None
+    baseline: str
+    activations: dict[str, Any]
+    mlflow: dict[str, Any] | None = None
+
+
+class Message(BaseModel):
+    """Every error but 422: a short `detail`."""
+
+    detail: str
+
+
+class ActivationPublic(BaseModel):
+    name: str
+    formula: str
+    source: str
+    learnable: bool
+    parameters: dict[str, Any]

@@ -1,0 +1,67 @@
+"""`actstudy serve`: the API, plus on embedded defaults a local Ray head and an `mlflow server`.
+
+With ACTSTUDY_RAY_JOBS_URL (or RAY_API_SERVER_ADDRESS), MLFLOW_TRACKING_URI and ACTSTUDY_DATABASE_URL
+all set, only the API starts. Everything started here is stopped on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+from pathlib import Path
+
+import uvicorn
+
+from service.main import create_app
+from service.settings import Settings
+from studies.local_services import free_port, start_mlflow, start_ray_head
+
+log = logging.getLogger("actstudy.serve")
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None, echo=print) -> int:
+    if data_dir:
+        os.environ["ACTSTUDY_DATA_DIR"] = str(Path(data_dir).resolve())
+    settings = Settings()
+    settings.data_dir = Path(settings.data_dir).resolve()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    started = []
+    # SIGTERM before uvicorn owns the signals still stops what was started.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if not settings.mlflow_uri:
+            echo("starting mlflow server (SQLite, local artifacts) ...")
+            mlflow = start_mlflow(settings.data_dir)
+            started.append(mlflow)
+            settings.mlflow_uri = mlflow.url
+        if not settings.ray_jobs_url:
+            echo("starting a local Ray head ...")
+            token = settings.ray_auth_token or secrets.token_hex(32)
+            head = start_ray_head(settings.data_dir, auth_token=token)
+            started.append(head)
+            settings.ray_jobs_url, settings.ray_auth_token = head.dashboard_url, token
+        app = create_app(settings)
+        port = free_port(port) if port else free_port()
+        echo(f"actstudy API     http://{host}:{port}/docs")
+        echo(f"MLflow UI        {settings.mlflow_public_url or settings.mlflow_uri}")
+        echo(f"Ray dashboard    {settings.ray_jobs_url}")
+        echo(f"database         {_redact(settings.db_url)}")
+        echo("stop with Ctrl-C (or SIGTERM)")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for service in reversed(started):
+            echo(f"stopping {type(service).__name__.lower()} ...")
+            service.stop()
+    return 0
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

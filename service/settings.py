@@ -1,0 +1,45 @@
+"""Service settings: one BaseSettings, from ACTSTUDY_* variables (and RAY_*/MLFLOW_* where those are standard)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ACTSTUDY_", extra="ignore", populate_by_name=True)
+
+    environment: str = "development"  # development | production
+    data_dir: Path = Path(".actstudy")
+    database_url: str | None = None  # default: SQLite under data_dir
+    admin_token: str = DEV_ADMIN_TOKEN
+    # Ray's Jobs API (the dashboard address, e.g. http://head:8265) and its auth token.
+    ray_jobs_url: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_RAY_JOBS_URL", "RAY_API_SERVER_ADDRESS"))
+    ray_auth_token: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN"))
+    mlflow_uri: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_MLFLOW_URI", "MLFLOW_TRACKING_URI"))
+    mlflow_public_url: str | None = None  # how users reach the MLflow UI, if not mlflow_uri
+    driver_python: str | None = None  # the Python that runs the driver on the head node; default this one
+    max_body_bytes: int = 64 * 1024  # request bodies larger than this answer 413
+    max_active_studies_per_owner: int = 4  # queued + running; more answer 429
+    max_driver_attempts: int = 3  # a driver that dies is relaunched (resuming) this many times in all
+    reconcile_interval_s: float = 5.0
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> "Settings":
+        if self.environment != "development" and self.admin_token == DEV_ADMIN_TOKEN:
+            raise ValueError("ACTSTUDY_ADMIN_TOKEN must be set to a secret outside development")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'actstudy.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,94 @@
+"""The study driver the service launches as a Ray job: `python -m studies.driver <study-id>`.
+
+Reads the study's spec from the records database ($ACTSTUDY_DATABASE_URL), runs it with
+`studies.runner.run_study` on the cluster the job runs in, and writes status, progress and results back.
+A relaunch of the same study (after the driver died) resumes from the Tune state under $ACTSTUDY_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from studies.records import RecordStore, StudyStatus
+from studies.runner import ProgressSink, run_study
+from studies.spec import StudySpec, parse_spec
+
+log = logging.getLogger("studies.driver")
+
+
+class RecordSink(ProgressSink):
+    """Writes progress to the study's row, at most once every `every_s` seconds (and always at the end)."""
+
+    def __init__(self, store: RecordStore, study_id: str, every_s: float = 1.0) -> None:
+        self.store, self.study_id, self.every_s = store, study_id, every_s
+        self._last = 0.0
+        self._phases: dict[str, dict] = {}
+
+    def started(self, spec: StudySpec, study_id: str, parent_url: str | None) -> None:
+        self.store.mark(study_id, StudyStatus.running)
+
+    def update(self, progress: dict) -> None:
+        self._phases[progress["phase"]] = progress
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self._write()
+
+    def _write(self) -> None:
+        try:
+            self.store.update(self.study_id, progress={"phases": self._phases, "phase": next(reversed(self._phases), None)})
+        except Exception as exc:  # noqa: BLE001 — a database blip must not stop the study
+            log.warning("could not write progress: %s", exc)
+
+    def finished(self, results: dict) -> None:
+        self._write()
+        self.store.mark(self.study_id, StudyStatus.succeeded, results=results, mlflow=results.get("mlflow"), error=None)
+
+    def failed(self, reason: str) -> None:
+        self._write()
+        self.store.mark(self.study_id, StudyStatus.failed, error=reason)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studies.driver")
+    parser.add_argument("study_id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    url = os.environ.get("ACTSTUDY_DATABASE_URL")
+    mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not url or not mlflow_uri:
+        print("studies.driver: ACTSTUDY_DATABASE_URL and MLFLOW_TRACKING_URI must be set", file=sys.stderr)
+        return 2
+    store = RecordStore(url)
+    study = store.get(args.study_id)
+    if study is None:
+        print(f"studies.driver: no study {args.study_id!r} in the records", file=sys.stderr)
+        return 2
+    if StudyStatus(study.status).terminal:
+        log.info("study %s is already %s; nothing to do", study.id, study.status)
+        return 0
+    storage = Path(os.environ.get("ACTSTUDY_DATA_DIR", ".actstudy")) / "studies"
+    resume = (storage.resolve() / study.id / "tune").exists()
+
+    # Ray's job stop sends SIGTERM: leave the status the service set (cancelled) and exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        run_study(parse_spec(study.spec), study_id=study.id, storage_dir=storage, mlflow_uri=mlflow_uri,
+                  resume=resume, sink=RecordSink(store, study.id))
+    except SystemExit:
+        raise
+    except Exception:  # noqa: BLE001 — already recorded by the sink
+        log.exception("study %s failed", study.id)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Processes the embedded defaults start on one machine: an `mlflow server` on SQLite and a Ray head.
+
+Each waits until it answers (bounded) and stops cleanly; `actstudy run` and `actstudy serve` use them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port(preferred: int | None = None) -> int:
+    if preferred:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", preferred)) != 0:
+                return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name)) if Path(sys.executable).with_name(name).exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+def wait_http(url: str, process: subprocess.Popen | None, log: Path | None, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready; log {log}:\n{tail}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s (log: {log})")
+
+
+def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 180) -> Service:
+    """`mlflow server` on SQLite with a local artifact folder under data_dir."""
+    data_dir = Path(data_dir).resolve() / "mlflow"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(port or 5000)
+    log = data_dir / "server.log"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers: 2 processes, not 8
+    cmd = [
+        _bin("mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}",
+        "--artifacts-destination", str(data_dir / "artifacts"),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://{host}:{port}"
+    service = Service("mlflow", url, proc, log)
+    try:
+        wait_http(f"{url}/health", proc, log, timeout, "mlflow server")
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+@dataclass
+class RayHead:
+    address: str  # host:port of the GCS
+    dashboard_url: str
+    temp_dir: Path
+
+    def stop(self, timeout: float = 8) -> None:
+        # `ray stop` would kill every Ray process on the machine; stop only those of this head's session
+        # (its temp folder, followed by / or a space: not a folder whose name merely begins the same way).
+        pattern = ["-f", "--", f"{re.escape(str(self.temp_dir))}([/ ]|$)"]
+        subprocess.run(["pkill", "-TERM", *pattern], check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if subprocess.run(["pgrep", *pattern], capture_output=True).returncode != 0:
+                return
+            time.sleep(0.5)
+        subprocess.run(["pkill", "-KILL", *pattern], check=False)
+
+
+def start_ray_head(data_dir: str | Path, *, auth_token: str, port: int | None = None, dashboard_port: int | None = None,
+                   num_cpus: int | None = None, timeout: float = 120) -> RayHead:
+    """A local Ray head on its own ports (Redis may hold 6379, Ray's default), with token auth."""
+    port = free_port(port or 6390)
+    # One folder per head: a process may start several (a test session's head, a multi-node cluster's),
+    # and stopping one must not stop the others.
+    temp_dir = Path("/tmp") / f"ray-actstudy-{os.getpid()}-{port}"
+    dashboard_port = free_port(dashboard_port or 8265)
+    cmd = [_bin("ray"), "start", "--head", f"--port={port}", f"--dashboard-port={dashboard_port}",
+           "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--temp-dir={temp_dir}",
+           "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+           # Ray's fixed defaults (agent 52365, client server 10001) would collide with any other head on
+           # the machine, and a head whose job agent cannot bind takes no job submissions at all.
+           f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+    if num_cpus is not None:  # 0 is meaningful: a head that only coordinates
+        cmd.append(f"--num-cpus={num_cpus}")
+    log = Path(data_dir).resolve() / "ray-start.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token}
+    with log.open("ab") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray start failed (exit {proc.returncode}); log {log}:\n{log.read_text()[-2000:]}")
+    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", temp_dir)
+    wait_http(f"{head.dashboard_url}/api/gcs_healthz", None, log, timeout, "ray dashboard")
+    return head

@@ -1,0 +1,158 @@
+"""Figures: activation shapes, learnable-activation evolution, study summaries. Matplotlib, Agg backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+import activations  # noqa: E402
+
+
+def plot_activations(path: str | Path, names: list[str] | None = None, x_range: tuple[float, float] = (-5.0, 5.0)) -> Path:
+    """Every activation and its first derivative on one figure (as the TeLU paper's figures 9–11)."""
+    names = names or activations.names()
+    x = torch.linspace(*x_range, 1001, dtype=torch.float64, requires_grad=True)
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(14, 6), constrained_layout=True)
+    colors = plt.cm.tab20.colors
+    for i, name in enumerate(names):
+        module = activations.create(name, num_features=1, spatial_dims=0).double().eval()
+        y = module(x.view(-1, 1)).view(-1)
+        (dy,) = torch.autograd.grad(y.sum(), x)
+        style = "-" if activations.entry(name).learnable or name == "telu" else "--"
+        ax_f.plot(x.detach(), y.detach(), style, label=name, lw=1.4, color=colors[i % 20])
+        ax_d.plot(x.detach(), dy, style, label=name, lw=1.4, color=colors[i % 20])
+    ax_f.set(title="f(x)", xlabel="x", ylim=(-2, 5))
+    ax_d.set(title="f'(x)", xlabel="x", ylim=(-0.5, 1.6))
+    for ax in (ax_f, ax_d):
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.axvline(0, color="0.6", lw=0.6)
+        ax.grid(alpha=0.3)
+    ax_d.legend(ncol=2, fontsize=8, loc="upper left")
+    fig.suptitle("actstudy activations at initialisation (PWLU: Phase I = ReLU; LSLU: untrained, eval mode)")
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _epochs_to_draw(n: int, most: int = 6) -> list[int]:
+    if n <= most:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+
+
+def _pwlu_curve(snap: dict, channel: int | None, xs: torch.Tensor) -> torch.Tensor:
+    pick = (lambda v: v[channel]) if channel is not None else (lambda v: v)
+    lo, hi = float(pick(snap["left_bound"])), float(pick(snap["right_bound"]))
+    kl, kr = float(pick(snap["left_slope"])), float(pick(snap["right_slope"]))
+    pts = torch.tensor(pick(snap["points"]), dtype=torch.float64)
+    grid = torch.linspace(lo, hi, len(pts), dtype=torch.float64)
+    inside = torch.from_numpy(np.interp(xs.numpy(), grid.numpy(), pts.numpy()))
+    left = pts[0] + (xs - lo) * kl
+    right = pts[-1] + (xs - hi) * kr
+    return torch.where(xs < lo, left, torch.where(xs > hi, right, inside))
+
+
+def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
+    """PWLU's shape at several epochs on one figure per channel (as the PWLU paper's visualisation)."""
+    last = history[-1]["state"]
+    channelwise = isinstance(last["left_bound"], list)
+    channels = list(range(min(max_channels, len(last["left_bound"])))) if channelwise else [None]
+    fig, axes = plt.subplots(1, len(channels), figsize=(4.2 * len(channels), 3.6), squeeze=False, constrained_layout=True)
+    picks = _epochs_to_draw(len(history))
+    cmap = plt.cm.viridis
+    for ax, ch in zip(axes[0], channels):
+        bounds = [(float(h["state"]["left_bound"][ch] if ch is not None else h["state"]["left_bound"]),
+                   float(h["state"]["right_bound"][ch] if ch is not None else h["state"]["right_bound"])) for h in history]
+        lo = min(b[0] for b in bounds)
+        hi = max(b[1] for b in bounds)
+        margin = 0.25 * (hi - lo)
+        xs = torch.linspace(lo - margin, hi + margin, 400, dtype=torch.float64)
+        for k, i in enumerate(picks):
+            h = history[i]
+            ax.plot(xs, _pwlu_curve(h["state"], ch, xs), color=cmap(k / max(1, len(picks) - 1)), lw=1.3, label=f"epoch {h['epoch']}")
+        ax.set_title(f"channel {ch}" if ch is not None else "layer-wise")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_lslu_evolution(history: list[dict], title: str):
+    """LSLU's θ_i and ω_i over epochs."""
+    fig, (ax_t, ax_o) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    epochs = [h["epoch"] for h in history]
+    for i in range(len(history[-1]["state"]["theta"])):
+        ax_t.plot(epochs, [h["state"]["theta"][i] for h in history], marker=".", label=f"θ_{i}")
+        ax_o.plot(epochs, [h["state"]["omega"][i] for h in history], marker=".", label=f"ω_{i}")
+    ax_t.set(title="θ", xlabel="epoch")
+    ax_o.set(title="ω", xlabel="epoch")
+    for ax in (ax_t, ax_o):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_evolution(kind: str, history: list[dict], title: str):
+    return plot_pwlu_evolution(history, title) if kind == "pwlu" else plot_lslu_evolution(history, title)
+
+
+def slug(label: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+
+
+def save(fig, path: Path) -> None:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_test_accuracy(results: dict):
+    """Mean test accuracy with 95% CI bars per activation, in rank order; seeds as dots."""
+    labels = results["ranking"]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(labels)), 4), constrained_layout=True)
+    for i, label in enumerate(labels):
+        t = results["activations"][label]["test_acc"]
+        lo, hi = t["ci95"]
+        color = "tab:red" if label == results["baseline"] else "tab:blue"
+        ax.bar(i, t["mean"], color=color, alpha=0.6)
+        ax.errorbar(i, t["mean"], yerr=[[t["mean"] - lo], [hi - t["mean"]]], color="k", capsize=4)
+        ax.plot([i] * len(t["values"]), t["values"], "k.", ms=4)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    means = [results["activations"][k]["test_acc"]["mean"] for k in labels]
+    finite = [m for m in means if m == m]
+    if finite:
+        ax.set_ylim(max(0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
+    ax.set(ylabel="test accuracy", title=f"{results['name']}: test accuracy, mean and 95% CI (baseline red)")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_val_curves(curves: dict[str, list[tuple[int, float]]]):
+    """Validation accuracy per epoch of each activation's best search trial."""
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    for i, (label, points) in enumerate(curves.items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=label, color=plt.cm.tab20.colors[i % 20])
+    ax.set(xlabel="epoch", ylabel="val_acc", title="best trial per activation")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_optuna(study, kind: str, label: str):
+    """Optuna's own optimization-history or parameter-importance plot, as a figure."""
+    import warnings
+
+    from optuna.visualization import matplotlib as ovm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" warnings, on every call
+        ax = ovm.plot_optimization_history(study) if kind == "history" else ovm.plot_param_importances(study)
+    ax.set_title(f"{label}: {ax.get_title()}")
+    return ax.figure

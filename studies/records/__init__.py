@@ -1,0 +1,10 @@
+"""Study records in a SQL database (SQLite by default, PostgreSQL by URL), through SQLAlchemy 2 and Alembic.
+
+The service writes a study when it is submitted; the driver (a Ray job) writes its progress and results;
+neither keeps study state in memory, so either can restart at any time.
+"""
+
+from studies.records._models import ApiToken, Base, Study, StudyStatus
+from studies.records._store import RecordStore, migrate
+
+__all__ = ["ApiToken", "Base", "RecordStore", "Study", "StudyStatus", "migrate"]

@@ -1,0 +1,204 @@
+"""StudySpec: what a study compares and how — pydantic v2, loaded from YAML or JSON.
+
+Limits (documented in the README, enforced here): at most MAX_ACTIVATIONS activations, MAX_TRIALS
+trials per activation, MAX_EPOCHS epochs, MAX_SEEDS confirmation seeds, and MAX_TRIAL_EPOCHS trial-epochs
+in all (activations × (trials + seeds) × epochs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import activations
+
+MAX_ACTIVATIONS = 20
+MAX_TRIALS = 200
+MAX_EPOCHS = 500
+MAX_SEEDS = 20
+MAX_TRIAL_EPOCHS = 200_000
+DATASETS = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+MODELS = ("mlp", "cnn1d", "cnn", "resnet18")
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetSpec(_Strict):
+    name: Literal["mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100"] = "mnist1d"
+    data_root: str | None = None  # torchvision datasets; default $ACTSTUDY_DATA_ROOT on each node
+    val_fraction: float = Field(0.1, gt=0, le=0.5)
+
+
+class ModelSpec(_Strict):
+    name: Literal["mlp", "cnn1d", "cnn", "resnet18"] = "mlp"
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [100, 100], max_length=8)
+
+
+class ActivationSpec(_Strict):
+    """One candidate: a registered activation and its constructor parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "ActivationSpec":
+        self.name = self.name.lower()
+        try:
+            activations.entry(self.name)
+            activations.check_params(self.name, self.params)
+            # Build one, so bad values (pwlu segments=1) fail here rather than in a trial.
+            activations.create(self.name, num_features=4, spatial_dims=0, **self.params)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def label(self) -> str:
+        """Unique name within a study: `pwlu` or `pwlu(segments=8)`."""
+        if not self.params:
+            return self.name
+        return f"{self.name}({','.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
+
+
+class RangeSpec(_Strict):
+    low: float
+    high: float
+    log: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "RangeSpec":
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low} high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale range needs low > 0, got low={self.low}")
+        if self.low < 0:
+            raise ValueError(f"low must be >= 0, got {self.low}")
+        return self
+
+
+class SearchSpec(_Strict):
+    trials_per_activation: int = Field(20, ge=1, le=MAX_TRIALS)
+    lr: RangeSpec = Field(default_factory=lambda: RangeSpec(low=1e-4, high=1e-1, log=True))
+    l2: RangeSpec = Field(default_factory=lambda: RangeSpec(low=1e-6, high=1e-2, log=True))
+    sampler: Literal["tpe", "random", "grid", "cmaes"] = "tpe"
+    pruner: Literal["asha", "median", "none"] = "asha"
+    grace_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # no trial is pruned before this many epochs
+    # Trials of one activation run one after another so each Optuna study sees its results in a fixed
+    # order: the same seed gives the same configurations. >1 trades that for speed on big clusters.
+    concurrency_per_activation: int = Field(1, ge=1, le=64)
+    max_concurrent_trials: int | None = Field(None, ge=1, le=1024)  # default: what the cluster fits
+
+
+class TrainingSpec(_Strict):
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(128, ge=1, le=8192)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    l2_all: bool = False  # also penalise biases, norm layers and activation parameters
+
+
+class ConfirmSpec(_Strict):
+    seeds: int = Field(3, ge=1, le=MAX_SEEDS)
+    baseline: str | None = None  # label of the activation the others are tested against; default relu, else the first
+
+
+class ResourcesSpec(_Strict):
+    cpus_per_trial: float = Field(1.0, gt=0, le=64)
+    gpus_per_trial: float = Field(0.0, ge=0, le=8)
+
+
+class StudySpec(_Strict):
+    name: str = Field("study", min_length=1, max_length=100)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    activations: list[ActivationSpec] = Field(min_length=1, max_length=MAX_ACTIVATIONS)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError("use letters, digits, '.', '_' and '-' only, starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudySpec":
+        labels = [a.label for a in self.activations]
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        if dupes:
+            raise ValueError(f"activations: each may appear once, duplicated: {', '.join(dupes)}")
+        if self.confirm.baseline is None:
+            self.confirm.baseline = "relu" if "relu" in labels else labels[0]
+        if self.confirm.baseline.lower() not in labels:
+            raise ValueError(f"confirm.baseline: {self.confirm.baseline!r} is not among the study's activations ({', '.join(labels)})")
+        self.confirm.baseline = self.confirm.baseline.lower()
+        if self.model.name in ("cnn", "resnet18") and self.dataset.name == "mnist1d":
+            raise ValueError(f"model.name: {self.model.name} needs an image dataset, not mnist1d (use mlp or cnn1d)")
+        if self.model.name == "cnn1d" and self.dataset.name != "mnist1d":
+            raise ValueError(f"model.name: cnn1d is for mnist1d, not {self.dataset.name} (use mlp, cnn or resnet18)")
+        total = len(self.activations) * (self.search.trials_per_activation + self.confirm.seeds) * self.training.epochs
+        if total > MAX_TRIAL_EPOCHS:
+            raise ValueError(f"study too large: {total} trial-epochs (activations × (trials + seeds) × epochs), the limit is {MAX_TRIAL_EPOCHS}")
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        return [a.label for a in self.activations]
+
+    def activation(self, label: str) -> ActivationSpec:
+        return next(a for a in self.activations if a.label == label)
+
+    def total_trials(self) -> int:
+        return len(self.activations) * self.search.trials_per_activation
+
+
+class SpecError(ValueError):
+    """A spec that does not validate; `errors` are pydantic's, each with a field path and a reason."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}" for e in errors]
+        super().__init__("invalid study spec:\n" + "\n".join(lines))
+
+
+def parse_spec(data: dict) -> StudySpec:
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(exc.errors(include_url=False, include_context=False)) from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read a spec from a YAML or JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spec file not found: {path}")
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise SpecError([{"loc": (), "msg": "the spec must be a mapping of fields"}])
+    return parse_spec(data)

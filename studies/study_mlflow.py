@@ -1,0 +1,166 @@
+"""The study's own MLflow runs: the experiment, the parent run and one child run per activation.
+
+Opening is idempotent (runs are found by tag), so a resumed driver keeps writing to the same runs.
+The parent run ends with the results: results.json, the ranking table (Markdown, CSV) and the plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from studies import plots, report
+from studies.spec import StudySpec
+from studies.tracking import PARENT_RUN
+
+log = logging.getLogger(__name__)
+
+
+def experiment_name(spec: StudySpec, study_id: str) -> str:
+    return f"study-{study_id}" if spec.name in ("study", "") else f"{spec.name}-{study_id}"
+
+
+@dataclass
+class StudyRuns:
+    client: MlflowClient
+    uri: str
+    experiment_id: str
+    parent_id: str
+    activation_runs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, uri: str, spec: StudySpec, study_id: str) -> "StudyRuns":
+        client = MlflowClient(uri)
+        name = experiment_name(spec, study_id)
+        exp = client.get_experiment_by_name(name)
+        exp_id = exp.experiment_id if exp else client.create_experiment(name, tags={"actstudy.study_id": study_id})
+        parent = _find_or_create(client, exp_id, "tags.`actstudy.role` = 'study'", {"actstudy.role": "study", "actstudy.study_id": study_id}, spec.name)
+        runs = cls(client, uri, exp_id, parent)
+        client.log_batch(parent, params=[Param(k, str(v)) for k, v in _flat_spec(spec).items()],
+                         tags=[RunTag("actstudy.status", "running")])
+        client.log_text(parent, spec.model_dump_json(indent=2), "spec.json")
+        for a in spec.activations:
+            runs.activation_runs[a.label] = _find_or_create(
+                client, exp_id, f"tags.`actstudy.role` = 'activation' AND tags.activation = '{a.label}'",
+                {"actstudy.role": "activation", "activation": a.label, PARENT_RUN: parent, "actstudy.study_id": study_id}, a.label)
+        return runs
+
+    def close_interrupted(self) -> int:
+        """Mark trial runs a dead driver left RUNNING as FAILED (their trials are re-run or resumed)."""
+        stale = self.client.search_runs(
+            [self.experiment_id], "attributes.status = 'RUNNING' AND tags.`actstudy.kind` != ''", max_results=10000)
+        for run in stale:
+            self.client.set_tag(run.info.run_id, "actstudy.failure", "interrupted: the study driver stopped; the trial was re-run")
+            self.client.set_terminated(run.info.run_id, "FAILED")
+        return len(stale)
+
+    def url(self, run_id: str) -> str | None:
+        """The run in the MLflow UI, at the address users reach ($ACTSTUDY_MLFLOW_PUBLIC_URL if set)."""
+        base = os.environ.get("ACTSTUDY_MLFLOW_PUBLIC_URL") or self.uri
+        if not base.startswith("http"):
+            return None
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+    @property
+    def parent_url(self) -> str | None:
+        return self.url(self.parent_id)
+
+    def links(self) -> dict:
+        return {
+            "tracking_uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_id,
+            "parent_run_url": self.parent_url,
+            "activation_runs": {k: {"run_id": v, "url": self.url(v)} for k, v in self.activation_runs.items()},
+        }
+
+    def finish(self, results: dict, trials: dict, optuna_studies: dict) -> None:
+        c = self.client
+        for label, run_id in self.activation_runs.items():
+            a = results["activations"][label]
+            t = a["test_acc"]
+            metrics = {"test_acc_mean": t["mean"], "test_acc_std": t["std"], "test_acc_ci95_low": t["ci95"][0], "test_acc_ci95_high": t["ci95"][1]}
+            if a["best_val_acc"] is not None:
+                metrics["best_val_acc"] = a["best_val_acc"]
+            params = {f"best_{k}": v for k, v in a["best_params"].items()}
+            c.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v == v],
+                        params=[Param(k, str(v)) for k, v in params.items()],
+                        tags=[RunTag("actstudy.rank", str(results["ranking"].index(label) + 1))])
+            c.log_dict(run_id, {"summary": a, "trials": trials[label]}, "activation_summary.json")
+            c.set_terminated(run_id, "FINISHED")
+        parent = self.parent_id
+        c.log_dict(parent, results, "results.json")
+        c.log_text(parent, report.ranking_markdown(results), "ranking.md")
+        c.log_text(parent, report.ranking_csv(results), "ranking.csv")
+        with tempfile.TemporaryDirectory() as tmp:
+            self._summary_plots(Path(tmp), results, optuna_studies)
+            c.log_artifacts(parent, tmp, artifact_path="plots")
+        best = results["best_activation"]
+        c.log_batch(parent, tags=[RunTag("actstudy.status", "succeeded"), RunTag("best_activation", best or ""),
+                                  RunTag("best_activation_run", self.activation_runs.get(best, ""))])
+        c.set_terminated(parent, "FINISHED")
+
+    def fail(self, reason: str, status: str = "FAILED") -> None:
+        """End the study's runs as FAILED (or KILLED when it was stopped), with the reason."""
+        try:
+            label = "failed" if status == "FAILED" else "stopped"
+            self.client.log_batch(self.parent_id, tags=[RunTag("actstudy.status", label), RunTag("actstudy.failure", reason[:4000])])
+            for run_id in [*self.activation_runs.values(), self.parent_id]:
+                self.client.set_terminated(run_id, status)
+        except Exception as exc:  # noqa: BLE001 — the failure is reported elsewhere too
+            log.warning("could not mark the study's MLflow runs failed: %s", exc)
+
+    def best_val_curves(self) -> dict[str, list[tuple[int, float]]]:
+        """val_acc per epoch of each activation's best search trial."""
+        curves = {}
+        for label, run_id in self.activation_runs.items():
+            found = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.`{PARENT_RUN}` = '{run_id}' AND tags.`actstudy.kind` = 'trial' AND tags.`actstudy.status` = 'completed'",
+                order_by=["metrics.val_acc DESC"], max_results=1)
+            if found:
+                history = self.client.get_metric_history(found[0].info.run_id, "val_acc")
+                curves[label] = sorted((m.step, m.value) for m in history)
+        return curves
+
+    def _summary_plots(self, folder: Path, results: dict, optuna_studies: dict) -> None:
+        plots.save(plots.plot_test_accuracy(results), folder / "test_acc_ci.png")
+        curves = self.best_val_curves()
+        if curves:
+            plots.save(plots.plot_val_curves(curves), folder / "best_val_curves.png")
+        for label, study in optuna_studies.items():
+            for kind in ("history", "importance"):
+                try:
+                    fig = plots.plot_optuna(study, kind, label)
+                except Exception as exc:  # noqa: BLE001 — e.g. importance needs two finished trials
+                    log.info("no optuna %s plot for %s: %s", kind, label, exc)
+                    continue
+                plots.save(fig, folder / f"optuna_{kind}_{plots.slug(label)}.png")
+
+
+def _find_or_create(client: MlflowClient, exp_id: str, filter_string: str, tags: dict, name: str) -> str:
+    found = client.search_runs([exp_id], filter_string, max_results=1)
+    if found:
+        return found[0].info.run_id
+    return client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+
+
+def _flat_spec(spec: StudySpec) -> dict:
+    d = spec.model_dump()
+    return {
+        "dataset": d["dataset"]["name"], "model": d["model"]["name"], "activations": ",".join(spec.labels),
+        "trials_per_activation": d["search"]["trials_per_activation"], "sampler": d["search"]["sampler"],
+        "pruner": d["search"]["pruner"], "epochs": d["training"]["epochs"], "batch_size": d["training"]["batch_size"],
+        "optimizer": d["training"]["optimizer"], "confirm_seeds": d["confirm"]["seeds"], "baseline": spec.confirm.baseline,
+        "seed": d["seed"], "lr_range": f"{d['search']['lr']['low']}..{d['search']['lr']['high']}",
+        "l2_range": f"{d['search']['l2']['low']}..{d['search']['l2']['high']}",
+    }
+
+
+__all__ = ["StudyRuns", "experiment_name"]

@@ -1,0 +1,282 @@
+"""End to end with real processes, on SQLite and on PostgreSQL: `actstudy serve` (uvicorn) as a subprocess,
+the session's Ray head (token auth) and `mlflow server`. A small study (relu, telu, pwlu, lslu; two
+trials each; two epochs; two confirmation seeds) goes over HTTP to `succeeded` while the API is restarted
+in the middle of it; its results and MLflow runs are read back. A second study is cancelled while running.
+
+    .venv/bin/python -m pytest tests/service/test_e2e.py -q      # ~6 min on 2 cores (each study ~1-2 min)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import httpx
+import pytest
+
+from studies.local_services import free_port
+from tests.utils.factories import SMALL_SPEC, auth, spec
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = ("succeeded", "failed", "cancelled")
+SMALL_LABELS = {"relu", "telu", "pwlu(stats_steps=10)", "lslu"}
+
+
+@dataclass
+class Stack:
+    """One `actstudy serve` process (API only) and what it needs to be started again."""
+
+    env: dict[str, str]
+    data_dir: Path
+    log: Path
+    port: int
+    ray_head: object
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """A client with a patient timeout: the machine may be busy training."""
+        return httpx.Client(base_url=self.url, timeout=60)
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return auth(self.env["ACTSTUDY_ADMIN_TOKEN"])
+
+    def start(self, timeout: float = 120) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"actstudy serve exited {self.process.returncode}:\n{self.log.read_text()[-3000:]}"
+            try:
+                r = httpx.get(f"{self.url}/readyz", timeout=5)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the API was not ready within {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, as a supervisor would; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            raise AssertionError(f"actstudy serve ignored SIGTERM for {timeout} s")
+
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
+        env = {**self.env, "ACTSTUDY_URL": self.url, **({"ACTSTUDY_TOKEN": token} if token else {})}
+        return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    def mint(self, owner: str) -> str:
+        done = self.cli("token", "create", "--owner", owner)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def study(self, study_id: str, headers: dict) -> dict:
+        r = self.http.get(f"/api/v1/studies/{study_id}", headers=headers)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_for(self, study_id: str, headers: dict, until, timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        study = self.study(study_id, headers)
+        while not until(study):
+            if study["status"] in TERMINAL or time.monotonic() > deadline:
+                raise AssertionError(f"study {study_id} never reached {what}; it is {study['status']} "
+                                     f"(error: {study.get('error')})\n{self.job_logs(study)}")
+            time.sleep(1)
+            study = self.study(study_id, headers)
+        return study
+
+    def job_logs(self, study: dict) -> str:
+        if not study.get("ray_job_id"):
+            return "(no Ray job)"
+        try:
+            return "driver log (tail):\n" + jobs_client(self.ray_head).get_job_logs(study["ray_job_id"])[-4000:]
+        except Exception as exc:  # noqa: BLE001 — a diagnostic only
+            return f"(no driver log: {exc})"
+
+
+def jobs_client(ray_head):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(ray_head.dashboard_url, headers={"Authorization": f"Bearer {ray_head.token}"})
+
+
+@pytest.fixture
+def stack(db_url, tmp_path, ray_jobs, mlflow_server) -> Stack:
+    data_dir = tmp_path / "data"
+    env = {
+        **os.environ,
+        "ACTSTUDY_DATABASE_URL": db_url,
+        "MLFLOW_TRACKING_URI": mlflow_server.url,
+        "ACTSTUDY_RAY_JOBS_URL": ray_jobs.dashboard_url,
+        "ACTSTUDY_RAY_AUTH_TOKEN": ray_jobs.token,
+        "ACTSTUDY_ADMIN_TOKEN": f"admin-{os.urandom(16).hex()}",
+        "ACTSTUDY_DATA_DIR": str(data_dir),
+        "ACTSTUDY_RECONCILE_INTERVAL_S": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    s = Stack(env=env, data_dir=data_dir, log=tmp_path / "serve.log", port=free_port(), ray_head=ray_jobs)
+    s.start()
+    yield s
+    s.stop()
+    s.http.close()
+
+
+@pytest.mark.timeout(1200)  # a shared 2-core machine can be several times slower than a quiet one
+def test_a_small_study_over_http_survives_an_api_restart(stack, mlflow_server, ray_head):
+    # `serve` with every service given starts only the API.
+    banner = stack.log.read_text()
+    assert "starting mlflow" not in banner and "starting a local Ray head" not in banner
+    assert f"MLflow UI        {mlflow_server.url}" in banner and f"Ray dashboard    {ray_head.dashboard_url}" in banner
+
+    alice_token, bob_token = stack.mint("alice"), stack.mint("bob")
+    alice = auth(alice_token)
+    r = stack.http.post("/api/v1/studies", json=SMALL_SPEC, headers=alice)
+    assert r.status_code == 201, r.text
+    study_id = r.json()["id"]
+    assert stack.http.get(f"/api/v1/studies/{study_id}", headers=auth(bob_token)).status_code == 404
+
+    def trials_done(study: dict) -> int:
+        phases = (study.get("progress") or {}).get("phases", {})
+        return sum(a["done"] for p in phases.values() for a in p["activations"].values())
+
+    # Mid-study: running, with some trials finished; then the API goes away and comes back.
+    stack.wait_for(study_id, alice, lambda s: s["status"] == "running" and trials_done(s) >= 1, 240, "running with progress")
+    assert stack.stop() == 0
+    assert jobs_client(ray_head).get_job_status(f"actstudy-{study_id}-1") in ("RUNNING", "SUCCEEDED")
+    stack.start()
+
+    study = stack.wait_for(study_id, alice, lambda s: s["status"] == "succeeded", 420, "succeeded")
+    assert study["attempts"] == 1  # the driver was never relaunched: the restart touched only the API
+    assert study["error"] is None and study["started_at"] and study["finished_at"]
+    progress = study["progress"]
+    assert set(progress["phases"]) == {"search", "confirm"}
+    for phase, per_trial in (("search", 2), ("confirm", 2)):
+        acts = progress["phases"][phase]["activations"]
+        assert set(acts) == SMALL_LABELS
+        assert all(a["done"] == a["total"] == per_trial for a in acts.values()), acts
+
+    r = stack.http.get(f"/api/v1/studies/{study_id}/results", headers=alice)
+    assert r.status_code == 200, r.text
+    results = r.json()
+    assert set(results["ranking"]) == SMALL_LABELS and results["best_activation"] == results["ranking"][0]
+    assert results["baseline"] == "relu"
+    for label, a in results["activations"].items():
+        t = a["test_acc"]
+        assert t["n"] == 2 and len(t["values"]) == 2 and 0 < t["mean"] <= 1
+        assert t["ci95"][0] <= t["mean"] <= t["ci95"][1] and t["std"] >= 0
+        assert set(a["best_params"]) == {"lr", "l2"} and a["trials"]["completed"] == 2
+        if label == "relu":
+            assert a["vs_baseline"] is None
+        else:
+            assert {"mean_diff", "p_value", "p_holm", "significant", "n_pairs"} <= set(a["vs_baseline"])
+    assert study["links"]["mlflow"] == results["mlflow"]["parent_run_url"]
+
+    # The CLI reads the same thing.
+    cli = stack.cli("results", study_id, "--json", token=alice_token)
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["ranking"] == results["ranking"]
+
+    _check_mlflow(mlflow_server.url, study_id, results)
+
+    # No secret reached the API's log or the driver's.
+    logs = stack.log.read_text() + jobs_client(ray_head).get_job_logs(f"actstudy-{study_id}-1")
+    for secret in (ray_head.token, stack.env["ACTSTUDY_ADMIN_TOKEN"], alice_token, bob_token):
+        assert secret not in logs
+
+
+def _check_mlflow(uri: str, study_id: str, results: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(f"e2e-small-{study_id}")
+    assert exp is not None and exp.experiment_id == results["mlflow"]["experiment_id"]
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    by_role = lambda role: [r for r in runs if r.data.tags.get("actstudy.role") == role]  # noqa: E731
+    by_kind = lambda kind: [r for r in runs if r.data.tags.get("actstudy.kind") == kind]  # noqa: E731
+
+    [parent] = by_role("study")
+    assert parent.info.run_id == results["mlflow"]["parent_run_id"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["actstudy.status"] == "succeeded"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"results.json", "ranking.md", "ranking.csv", "plots"}
+    stored = json.loads(Path(client.download_artifacts(parent.info.run_id, "results.json")).read_text())
+    assert stored["ranking"] == results["ranking"]
+
+    children = by_role("activation")
+    assert {r.data.tags["activation"] for r in children} == SMALL_LABELS
+    assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in children)
+    child_of = {r.data.tags["activation"]: r.info.run_id for r in children}
+
+    # A trial Tune retried (a worker lost on a busy machine) leaves its first run tagged `retried_as`.
+    trials = [r for r in by_kind("trial") if "actstudy.retried_as" not in r.data.tags]
+    assert len(trials) == 8 and all(r.info.status == "FINISHED" for r in trials)
+    for run in trials:
+        label = run.data.tags["activation"]
+        assert run.data.tags["mlflow.parentRunId"] == child_of[label]
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert sorted(m.step for m in history) == [1, 2], (label, history)
+        keys = set(run.data.metrics)
+        assert {"train_loss", "val_loss", "val_acc"} <= keys
+        if label.startswith("pwlu"):
+            assert any(k.startswith("pwlu.") and k.endswith(".left_bound") for k in keys), keys
+        if label == "lslu":
+            assert any(k.startswith("lslu.") and ".theta_" in k for k in keys), keys
+    confirms = [r for r in by_kind("confirm") if "actstudy.retried_as" not in r.data.tags]
+    assert len(confirms) == 8 and all("test_acc" in r.data.metrics for r in confirms)
+
+
+def test_cancel_a_running_study(stack, ray_head):
+    token = stack.mint("carol")
+    headers = auth(token)
+    long = spec(SMALL_SPEC, name="to-cancel", activations=["relu", "telu"],
+                search={"trials_per_activation": 20}, training={"epochs": 50, "batch_size": 128})
+    r = stack.http.post("/api/v1/studies", json=long, headers=headers)
+    assert r.status_code == 201, r.text
+    study_id, job_id = r.json()["id"], r.json()["ray_job_id"]
+
+    def trial_running(study: dict) -> bool:
+        phases = (study.get("progress") or {}).get("phases", {})
+        return study["status"] == "running" and any(a["running"] or a["done"] for p in phases.values()
+                                                     for a in p["activations"].values())
+
+    stack.wait_for(study_id, headers, trial_running, 240, "a running trial")
+    r = stack.http.post(f"/api/v1/studies/{study_id}/cancel", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled" and r.json()["error"] == "cancelled by carol"
+
+    jobs = jobs_client(ray_head)
+    deadline = time.monotonic() + 60
+    while (status := jobs.get_job_status(job_id)) not in ("STOPPED", "SUCCEEDED", "FAILED") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status == "STOPPED", jobs.get_job_logs(job_id)[-3000:]
+
+    time.sleep(4)  # the reconciler (every 1 s) has seen the stopped job several times
+    study = stack.study(study_id, headers)
+    assert study["status"] == "cancelled" and study["error"] == "cancelled by carol" and study["attempts"] == 1
+    again = stack.http.post(f"/api/v1/studies/{study_id}/cancel", headers=headers)
+    assert again.status_code == 409
+    assert stack.http.get(f"/api/v1/studies/{study_id}/results", headers=headers).status_code == 409

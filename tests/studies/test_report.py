@@ -1,0 +1,73 @@
+"""Statistics on known inputs, checked against SciPy and hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from studies import report
+
+
+def test_summarize_matches_t_interval():
+    values = [0.80, 0.82, 0.85, 0.79]
+    s = report.summarize(values)
+    assert s["mean"] == pytest.approx(np.mean(values))
+    assert s["std"] == pytest.approx(np.std(values, ddof=1))
+    half = stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
+    assert s["ci95"] == pytest.approx([s["mean"] - half, s["mean"] + half])
+
+
+def test_summarize_single_value_has_no_width():
+    assert report.summarize([0.5]) == {"n": 1, "values": [0.5], "mean": 0.5, "std": 0.0, "ci95": [0.5, 0.5]}
+
+
+def test_holm_known_values():
+    adjusted = report.holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": math.nan})
+    # sorted: a 0.01*3=0.03; c 0.03*2=0.06; b max(0.06, 0.04*1)=0.06
+    assert adjusted["a"] == pytest.approx(0.03)
+    assert adjusted["c"] == pytest.approx(0.06)
+    assert adjusted["b"] == pytest.approx(0.06)
+    assert math.isnan(adjusted["d"])
+
+
+def test_holm_caps_at_one():
+    assert report.holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
+
+
+def test_paired_vs_baseline_uses_shared_seeds_and_scipy():
+    base = {1: 0.70, 2: 0.72, 3: 0.71, 4: 0.69}
+    better = {1: 0.75, 2: 0.78, 3: 0.74, 4: 0.76}
+    same = {1: 0.70, 2: 0.73, 3: 0.70, 9: 0.99}  # seed 9 has no pair and is ignored
+    out = report.paired_vs_baseline({"relu": base, "telu": better, "gelu": same}, "relu")
+    p_better = stats.ttest_rel([0.75, 0.78, 0.74, 0.76], [0.70, 0.72, 0.71, 0.69]).pvalue
+    p_same = stats.ttest_rel([0.70, 0.73, 0.70], [0.70, 0.72, 0.71]).pvalue
+    assert out["telu"]["p_value"] == pytest.approx(p_better)
+    assert out["gelu"]["n_pairs"] == 3
+    assert out["gelu"]["p_value"] == pytest.approx(p_same)
+    assert out["telu"]["p_holm"] == pytest.approx(min(1, 2 * min(p_better, p_same)))
+    assert out["telu"]["significant"] and not out["gelu"]["significant"]
+    assert out["telu"]["mean_diff"] == pytest.approx(0.0525)  # (0.05 + 0.06 + 0.03 + 0.07) / 4
+
+
+def test_paired_with_one_seed_is_not_tested():
+    out = report.paired_vs_baseline({"relu": {1: 0.5}, "telu": {1: 0.6}}, "relu")
+    assert math.isnan(out["telu"]["p_value"]) and not out["telu"]["significant"]
+
+
+def test_rank_and_tables():
+    results = {
+        "name": "t", "baseline": "relu", "ranking": None, "seeds": [1, 2],
+        "activations": {
+            "relu": {"best_params": {"lr": 0.01, "l2": 1e-5}, "best_val_acc": 0.7, "test_acc": report.summarize([0.70, 0.72]), "vs_baseline": None},
+            "telu": {"best_params": {"lr": 0.02, "l2": 1e-4}, "best_val_acc": 0.8, "test_acc": report.summarize([0.80, 0.82]),
+                     "vs_baseline": {"mean_diff": 0.1, "p_holm": 0.01, "significant": True}},
+        },
+    }
+    results["ranking"] = report.rank({k: v["test_acc"] for k, v in results["activations"].items()})
+    assert results["ranking"] == ["telu", "relu"]
+    md = report.ranking_markdown(results)
+    assert md.splitlines()[2].startswith("| 1 | telu | 0.8100") and "0.1000 *" in md
+    csv_text = report.ranking_csv(results)
+    assert csv_text.splitlines()[0].startswith("rank,activation,test_acc_mean")
+    assert csv_text.splitlines()[1].startswith("1,telu,0.81")

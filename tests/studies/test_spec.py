@@ -1,0 +1,93 @@
+"""StudySpec validation: field-level messages, limits, YAML/JSON loading, the examples."""
+
+from pathlib import Path
+
+import pytest
+
+from studies.spec import MAX_ACTIVATIONS, MAX_TRIALS, SpecError, load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def errors_of(data: dict) -> dict[str, str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    return {".".join(str(p) for p in e["loc"]): e["msg"] for e in info.value.errors}
+
+
+def test_defaults_and_labels():
+    spec = parse_spec({"activations": ["ReLU", "telu", {"name": "pwlu", "segments": 8}]})
+    assert spec.labels == ["relu", "telu", "pwlu(segments=8)"]
+    assert spec.confirm.baseline == "relu"
+    assert spec.activation("pwlu(segments=8)").params == {"segments": 8}
+    assert spec.total_trials() == 3 * spec.search.trials_per_activation
+
+
+def test_baseline_defaults_to_first_without_relu():
+    assert parse_spec({"activations": ["gelu", "telu"]}).confirm.baseline == "gelu"
+
+
+def test_unknown_activation_is_named_with_the_valid_ones():
+    errs = errors_of({"activations": ["relu", "swishy"]})
+    assert "activations.1" in errs
+    assert "swishy" in errs["activations.1"] and "telu" in errs["activations.1"]
+
+
+def test_bad_activation_parameter_and_value():
+    assert "bogus" in errors_of({"activations": [{"name": "pwlu", "bogus": 1}]})["activations.0"]
+    assert "segments" in errors_of({"activations": [{"name": "pwlu", "segments": 1}]})["activations.0"]
+
+
+@pytest.mark.parametrize(
+    "search, field, words",
+    [
+        ({"lr": {"low": 0.1, "high": 0.01}}, "search.lr", "low must be < high"),
+        ({"l2": {"low": 0.0, "high": 0.01, "log": True}}, "search.l2", "log-scale"),
+        ({"trials_per_activation": 0}, "search.trials_per_activation", "greater than or equal to 1"),
+        ({"trials_per_activation": MAX_TRIALS + 1}, "search.trials_per_activation", "less than or equal"),
+        ({"sampler": "annealing"}, "search.sampler", "tpe"),
+        ({"pruner": "hyperband"}, "search.pruner", "asha"),
+    ],
+)
+def test_search_fields(search, field, words):
+    errs = errors_of({"activations": ["relu"], "search": search})
+    assert field in errs and words in errs[field]
+
+
+def test_other_fields():
+    assert "dataset.name" in errors_of({"activations": ["relu"], "dataset": {"name": "imagenet"}})
+    assert "model.name" in errors_of({"activations": ["relu"], "model": {"name": "vit"}})
+    assert "training.epochs" in errors_of({"activations": ["relu"], "training": {"epochs": 0}})
+    assert "confirm.seeds" in errors_of({"activations": ["relu"], "confirm": {"seeds": 0}})
+    assert "surprise" in errors_of({"activations": ["relu"], "surprise": 1})
+    assert "activations" in errors_of({"activations": []})
+    assert "activations" in errors_of({"activations": ["relu"] * (MAX_ACTIVATIONS + 1)})
+    assert "name" in errors_of({"name": "has spaces", "activations": ["relu"]})
+
+
+def test_cross_field_rules():
+    msg = " ".join(errors_of({"activations": ["relu", "relu"]}).values())
+    assert "duplicated: relu" in msg
+    msg = " ".join(errors_of({"activations": ["gelu"], "confirm": {"baseline": "relu"}}).values())
+    assert "confirm.baseline" in msg
+    msg = " ".join(errors_of({"activations": ["relu"], "model": {"name": "resnet18"}}).values())
+    assert "image dataset" in msg
+    msg = " ".join(errors_of({"activations": ["relu"] * 1 + ["gelu"], "search": {"trials_per_activation": 200},
+                              "training": {"epochs": 500}}).values())
+    assert "study too large" in msg
+
+
+def test_examples_load():
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        spec = load_spec(path)
+        assert spec.activations, path
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- relu\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(tmp_path / "list.yaml")
+    (tmp_path / "s.json").write_text('{"activations": ["relu"], "seed": 3}')
+    assert load_spec(tmp_path / "s.json").seed == 3

@@ -1,0 +1,1 @@
+"""Factory helpers shared by the test suites."""

@@ -1,0 +1,103 @@
+"""`load_dataset`: name → Dataset, with a per-process cache of each source's train and test sets."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+
+from workers.data import _cifar, _digits, _mnist, _mnist1d
+from workers.data._base import Base
+from workers.data._locations import default_cache_dir, default_data_root
+from workers.data._split import check_seed, check_val_fraction, split_train_val
+from workers.data._types import Dataset, DatasetError, Split
+
+# name → (input shape per sample, number of classes)
+_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "mnist1d": ((40,), 10),
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
+
+DATASETS: tuple[str, ...] = tuple(_SHAPES)
+
+
+def load_dataset(
+    name: str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    data_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = False,
+) -> Dataset:
+    """Load `name` as train / val / test splits on the CPU.
+
+    The validation split is `val_fraction` of the dataset's training set, chosen by `seed`; the test
+    split is the dataset's own. `data_root` (default `default_data_root()`) holds downloaded datasets,
+    `cache_dir` (default `default_cache_dir()`) the generated MNIST-1D. Nothing is downloaded unless
+    `download=True`; missing files raise `MissingDataError`, naming the folder and files expected.
+    Repeated loads in one process reuse the source tensors; treat them as read-only.
+    """
+    key = canonical_name(name)
+    seed = check_seed(seed)
+    val_fraction = check_val_fraction(val_fraction)
+    if not isinstance(download, bool):
+        raise DatasetError(f"download must be true or false, got {download!r}")
+    if key == "mnist1d":
+        location = _resolve(cache_dir, default_cache_dir)
+    elif key == "digits":
+        location = ""
+    else:
+        location = _resolve(data_root, default_data_root)
+    base = _cached_base(key, location, download)
+    train, val = split_train_val(base.train_x, base.train_y, seed=seed, val_fraction=val_fraction)
+    input_shape, num_classes = _SHAPES[key]
+    return Dataset(key, train, val, Split(base.test_x, base.test_y), input_shape, num_classes)
+
+
+def canonical_name(name: object) -> str:
+    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    if key not in _SHAPES:
+        raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return key
+
+
+def _resolve(path: str | os.PathLike | None, default) -> str:
+    return str((Path(path) if path is not None else default()).expanduser().resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_base(key: str, location: str, download: bool) -> Base:
+    if key == "mnist1d":
+        base = _mnist1d.load(Path(location))
+    elif key == "digits":
+        base = _digits.load()
+    elif key in _mnist.SOURCES:
+        base = _mnist.load(key, Path(location), download)
+    else:
+        base = _cifar.load(key, Path(location), download)
+    _check(key, base)
+    return base
+
+
+def _check(key: str, base: Base) -> None:
+    input_shape, num_classes = _SHAPES[key]
+    for split, x, y in (("train", base.train_x, base.train_y), ("test", base.test_x, base.test_y)):
+        if tuple(x.shape[1:]) != input_shape or x.dtype != torch.float32:
+            shape = ", ".join(map(str, input_shape))
+            raise DatasetError(f"{key} {split} inputs are {x.dtype} {tuple(x.shape)}, expected float32 (N, {shape})")
+        if y.dtype != torch.int64 or y.shape != (x.shape[0],):
+            raise DatasetError(f"{key} {split} labels are {y.dtype} {tuple(y.shape)}, expected int64 ({x.shape[0]},)")
+        if y.numel() and not (0 <= int(y.min()) and int(y.max()) < num_classes):
+            raise DatasetError(f"{key} {split} labels fall outside [0, {num_classes})")
+
+
+def clear_memory_cache() -> None:
+    """Forget the source tensors this process holds (the disk cache stays)."""
+    _cached_base.cache_clear()
