@@ -17,9 +17,10 @@ from pathlib import Path
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
+from ray.tune.search import ConcurrencyLimiter
 
 from studies import report
-from studies.search import METRIC, MODE, PerActivationSearcher, make_scheduler
+from studies.search import METRIC, MODE, PerActivationSearcher, make_scheduler, reconcile_search
 from studies.spec import StudySpec
 from studies.tracking import TRIAL_MLFLOW_ENV, MlflowTrialRecorder
 from studies.study_mlflow import StudyRuns
@@ -87,6 +88,21 @@ class _ProgressCallback(tune.Callback):
         return {**self.__dict__, "_ended": set()}
 
 
+class _SearchLedger(tune.Callback):
+    """At the first step of a (restored) search, makes the searcher agree with the trials Tune holds."""
+
+    def __init__(self, search_alg) -> None:
+        self.search_alg, self._done = search_alg, False
+
+    def on_step_begin(self, iteration, trials, **info):
+        if not self._done:
+            self._done = True
+            reconcile_search(self.search_alg, trials)
+
+    def __getstate__(self):  # pickled with the Tuner; the restored Tuner brings its own searcher
+        return {"search_alg": None, "_done": True}
+
+
 def progress_of(phase: str, labels: list[str], totals: dict[str, int], trials, ended: set[str] = frozenset()) -> dict:
     metric = "test_acc" if phase == "confirm" else METRIC
     acts = {label: {"done": 0, "running": 0, "total": totals[label], "best": None} for label in labels}
@@ -102,6 +118,14 @@ def progress_of(phase: str, labels: list[str], totals: dict[str, int], trials, e
         if metric in r and not r.get("diverged") and (a["best"] is None or r[metric] > a["best"]):
             a["best"] = float(r[metric])
     return {"phase": phase, "activations": acts}
+
+
+def _report_final(study_id: str, phase: str, totals: dict[str, int], done: dict[str, int], best: dict[str, float | None]) -> None:
+    """A phase's last progress, from its results rather than the event stream (a restore replays none)."""
+    sink = _SINKS.get(study_id)
+    if sink is not None:
+        sink.update({"phase": phase, "activations": {
+            label: {"done": done.get(label, 0), "running": 0, "total": totals[label], "best": best.get(label)} for label in totals}})
 
 
 def _trial(config: dict) -> None:
@@ -190,20 +214,24 @@ def run_search(spec: StudySpec, study_id: str, base: dict, paths: StudyPaths, *,
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
-            search_alg=searcher,
+            # Tune keeps one trial of a custom searcher pending at a time unless it is wrapped in a
+            # ConcurrencyLimiter; with reuse_actors the actor being started for it goes to waste whenever a
+            # running trial ends first (trials shorter than an actor's start-up then run one at a time), so
+            # say how many the cluster fits. Built here (not via max_concurrent_trials) so that
+            # `_SearchLedger` can reconcile the limiter too after a restore.
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=spec.search.max_concurrent_trials or cluster_slots(spec)),
             scheduler=make_scheduler(spec),
-            num_samples=spec.total_trials(),
-            # Tune keeps one trial of a custom searcher pending at a time unless this is set; with reuse_actors
-            # the actor being started for it goes to waste whenever a running trial ends first (trials shorter
-            # than an actor's start-up then run one at a time), so say how many the cluster fits.
-            max_concurrent_trials=spec.search.max_concurrent_trials or cluster_slots(spec),
+            # The searcher says when the budgets are spent (FINISHED); a fixed count would stop a restored
+            # search short of re-running a trial the restore lost.
+            num_samples=-1,
             reuse_actors=True,
         ),
     )
-    grid = tuner.fit()
     # A restored Tuner unpickles its own searcher (the Optuna studies, for the plots); Tune has no accessor.
-    restored = getattr(getattr(tuner._local_tuner, "_tune_config", None), "search_alg", None)
-    searcher = restored if isinstance(restored, PerActivationSearcher) else searcher
+    search_alg = tuner._local_tuner._tune_config.search_alg
+    searcher = search_alg.searcher if isinstance(search_alg, ConcurrencyLimiter) else searcher
+    tuner._local_tuner._run_config.callbacks.append(_SearchLedger(search_alg))
+    grid = tuner.fit()
     trials: dict[str, list[dict]] = {label: [] for label in spec.labels}
     for result in grid:
         cfg, last = result.config, result.metrics or {}
@@ -213,6 +241,9 @@ def run_search(spec: StudySpec, study_id: str, base: dict, paths: StudyPaths, *,
         status = "error" if result.error else ("diverged" if last.get("diverged") else
                  "pruned" if last.get("training_iteration", 0) < spec.training.epochs else "completed")
         trials[label].append({"lr": cfg["lr"], "l2": cfg["l2"], "val_acc": last.get(METRIC), "epochs": last.get("training_iteration", 0), "status": status})
+    _report_final(study_id, "search", totals, {label: len(ts) for label, ts in trials.items()},
+                  {label: max((t["val_acc"] for t in ts if t["status"] != "diverged" and t["val_acc"] is not None), default=None)
+                   for label, ts in trials.items()})
     return trials, searcher
 
 
@@ -238,21 +269,32 @@ def run_confirm(spec: StudySpec, study_id: str, base: dict, best: dict[str, dict
             cells.append({"label": label, "activation": name, "activation_params": act_params,
                           "lr": params["lr"], "l2": params["l2"], "seed": seed})
     totals = {label: spec.confirm.seeds for label in best}
-    tuner = _tuner(
-        "confirm",
-        paths,
-        tune.with_resources(_trial, _resources(spec)),
-        [_ProgressCallback(study_id, "confirm", list(best), totals)],
-        resume=resume,
-        param_space={**base, "kind": "confirm", "evaluate_test": True, "cell": tune.grid_search(cells)},
-        tune_config=tune.TuneConfig(metric="test_acc", mode="max", reuse_actors=True),
-    )
-    grid = tuner.fit()
     scores: dict[str, dict[int, float]] = {label: {} for label in best}
-    for result in grid:
-        cell, last = result.config["cell"], result.metrics or {}
-        if not result.error and "test_acc" in last and not last.get("diverged"):
-            scores[cell["label"]][cell["seed"]] = float(last["test_acc"])
+    # A restored grid can lack a cell whose trial Tune had not yet written to storage when the driver
+    # died (see PerActivationSearcher.reconcile); such cells run in a follow-up experiment.
+    todo, round_ = cells, 0
+    while todo and round_ < 3:
+        tuner = _tuner(
+            "confirm" if round_ == 0 else f"confirm-{round_}",
+            paths,
+            tune.with_resources(_trial, _resources(spec)),
+            [_ProgressCallback(study_id, "confirm", list(best), totals)],
+            resume=resume,
+            param_space={**base, "kind": "confirm", "evaluate_test": True, "cell": tune.grid_search(todo)},
+            tune_config=tune.TuneConfig(metric="test_acc", mode="max", reuse_actors=True),
+        )
+        ran = set()
+        for result in tuner.fit():
+            cell, last = result.config["cell"], result.metrics or {}
+            ran.add((cell["label"], cell["seed"]))
+            if not result.error and "test_acc" in last and not last.get("diverged"):
+                scores[cell["label"]][cell["seed"]] = float(last["test_acc"])
+        todo = [c for c in todo if (c["label"], c["seed"]) not in ran]
+        if todo:
+            log.warning("confirmation: %d cell(s) missing from the restored experiment; running them", len(todo))
+        round_ += 1
+    ran_by_label = {label: sum(1 for c in cells if c["label"] == label and c not in todo) for label in best}
+    _report_final(study_id, "confirm", totals, ran_by_label, {label: max(v.values(), default=None) for label, v in scores.items()})
     return scores
 
 

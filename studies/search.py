@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from studies.spec import RangeSpec, StudySpec
@@ -58,8 +58,9 @@ class PerActivationSearcher(Searcher):
     """One OptunaSearch per activation, each with the same space and budget.
 
     `suggest` gives the next trial to the activation with the fewest started trials among those below
-    their budget and their concurrency; it returns None while all are busy and FINISHED when every
-    budget is spent. A trial that diverged is told to its Optuna study as FAIL, one stopped early by
+    their budget and their concurrency; it returns None while all are busy and FINISHED once every
+    budget is spent and no trial is running (so a restore that lost a trial can still re-run it; see
+    `reconcile`). A trial that diverged is told to its Optuna study as FAIL, one stopped early by
     the scheduler as PRUNED (OptunaSearch's own rules for a completion without a value).
     """
 
@@ -85,7 +86,7 @@ class PerActivationSearcher(Searcher):
     def suggest(self, trial_id: str):
         open_ = [label for label in self.labels if self.started[label] < self.budget]
         if not open_:
-            return Searcher.FINISHED
+            return None if self.running else Searcher.FINISHED
         busy = {label: sum(1 for v in self.running.values() if v == label) for label in open_}
         ready = [label for label in open_ if busy[label] < self.concurrency]
         if not ready:
@@ -119,6 +120,35 @@ class PerActivationSearcher(Searcher):
         else:
             self.outcomes[trial_id] = "completed"
             sub.on_trial_complete(trial_id, result, error=False)
+
+    def reconcile(self, trials) -> None:
+        """Make this searcher agree with the trials Tune restored; the trials are the truth.
+
+        Tune writes its experiment state (the trials) and this searcher's state to a staging folder and
+        copies both to storage in a background thread, so a driver killed mid-copy can leave the two from
+        different moments. A trial started here that Tune lost is told to Optuna as FAIL and its slot in
+        the budget reopens; a trial Tune has that this searcher never saw is told to Optuna with its own
+        parameters (`enqueue_trial`); one Tune finished while this searcher thought it running is
+        completed with its last result. Uses OptunaSearch's trial map, which has no public accessor.
+        """
+        present = {t.trial_id: t for t in trials if t.config.get("label") in self.searchers}
+        for trial_id, label in list(self.running.items()):
+            if trial_id not in present:
+                del self.running[trial_id]
+                self.outcomes[trial_id] = "lost"
+                self.searchers[label].on_trial_complete(trial_id, None, error=True)
+        for trial_id, t in present.items():
+            label, sub = t.config["label"], self.searchers[t.config["label"]]
+            if trial_id not in sub._ot_trials:
+                sub._ot_study.enqueue_trial({"lr": t.config["lr"], "l2": t.config["l2"]})
+                sub.suggest(trial_id)  # Optuna hands out the enqueued parameters
+                self.running[trial_id] = label
+            finished = t.status in ("TERMINATED", "ERROR")
+            if finished and trial_id in self.running:
+                self.on_trial_complete(trial_id, t.last_result or None, error=t.status == "ERROR")
+            elif not finished and trial_id not in self.running and trial_id not in sub._completed_trials:
+                self.running[trial_id] = label
+        self.started = {label: sum(1 for t in present.values() if t.config["label"] == label) for label in self.labels}
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each activation's Optuna study (for the history and importance plots)."""
@@ -182,6 +212,17 @@ class PerActivationScheduler(FIFOScheduler):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.groups = pickle.load(f)
+
+
+def reconcile_search(search_alg: Searcher, trials) -> None:
+    """`PerActivationSearcher.reconcile`, through the ConcurrencyLimiter Tune's own wrapper keeps around it."""
+    if isinstance(search_alg, ConcurrencyLimiter):
+        search_alg.searcher.reconcile(trials)
+        live = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
+        search_alg.live_trials = live
+        search_alg.num_unfinished_live_trials = len(live)
+    elif isinstance(search_alg, PerActivationSearcher):
+        search_alg.reconcile(trials)
 
 
 def make_scheduler(spec: StudySpec) -> TrialScheduler:

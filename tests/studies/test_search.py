@@ -16,10 +16,10 @@ def spec(**search):
                        "search": {"trials_per_activation": 3, **search}, "seed": 7})
 
 
-def drive(searcher, value_of, ids=None):
+def drive(searcher, value_of, first=0):
     """Run every suggested trial to completion, one at a time; returns the configs in order."""
     configs = []
-    n = 0
+    n = first
     while True:
         tid = f"t{n}"
         cfg = searcher.suggest(tid)
@@ -131,3 +131,55 @@ def test_diverged_result_stops_the_trial():
 def test_scheduler_kinds(pruner):
     assert isinstance(make_scheduler(spec(pruner=pruner)), PerActivationScheduler)
     assert not isinstance(make_scheduler(spec(pruner="none")), PerActivationScheduler)
+
+
+def _restored(tid, cfg, status, last_result=None):
+    t = Trial("fn", config=dict(cfg), stub=True, trial_id=tid)
+    t.set_status(status)
+    if last_result:
+        t.run_metadata.last_result = last_result
+    return t
+
+
+def test_reconcile_reopens_trials_a_restore_lost():
+    """The searcher's state was saved after Tune's trial list: t2 and t3 were started but Tune lost them."""
+    s = PerActivationSearcher(spec())
+    c = {f"t{i}": s.suggest(f"t{i}") for i in range(3)}
+    s.on_trial_complete("t0", {"val_acc": 0.5, "training_iteration": 4})
+    c["t3"] = s.suggest("t3")
+    s.reconcile([_restored("t0", c["t0"], "TERMINATED", {"val_acc": 0.5, "training_iteration": 4}),
+                 _restored("t1", c["t1"], "PENDING")])
+    assert s.started == {"relu": 1, "telu": 1, "pwlu": 0} and s.running == {"t1": "telu"}
+    assert s.outcomes["t2"] == s.outcomes["t3"] == "lost"
+    states = {label: [t.state for t in study.trials] for label, study in s.studies().items()}
+    assert states["pwlu"] == [optuna.trial.TrialState.FAIL]  # told, so Optuna does not wait for it
+    assert states["relu"] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    # t1 still runs, so the search is not over; what it lost is started again.
+    assert s.suggest("t4")["label"] == "pwlu"
+    s.on_trial_complete("t1", {"val_acc": 0.4, "training_iteration": 4})
+    s.on_trial_complete("t4", {"val_acc": 0.4, "training_iteration": 4})
+    rest = drive(s, lambda c: 0.5, first=5)
+    assert sum(1 for c in rest if c["label"] == "relu") == 2 and s.started == {"relu": 3, "telu": 3, "pwlu": 3}
+
+
+def test_reconcile_adopts_trials_the_searcher_never_saw():
+    """The searcher's state was saved before Tune's: t1 exists (and t0 finished) only in Tune's trials."""
+    s = PerActivationSearcher(spec())
+    t0 = s.suggest("t0")
+    t1 = {"label": "telu", "activation": "telu", "activation_params": {}, "lr": 0.003, "l2": 1e-4}
+    s.reconcile([_restored("t0", t0, "TERMINATED", {"val_acc": 0.7, "training_iteration": 4}),
+                 _restored("t1", t1, "RUNNING")])
+    assert s.running == {"t1": "telu"} and s.started == {"relu": 1, "telu": 1, "pwlu": 0}
+    telu = s.studies()["telu"].trials
+    assert len(telu) == 1 and telu[0].params == {"lr": 0.003, "l2": 1e-4}
+    assert s.studies()["relu"].trials[0].value == 0.7
+    s.on_trial_complete("t1", {"val_acc": 0.6, "training_iteration": 4})
+    assert s.studies()["telu"].trials[0].value == 0.6
+
+
+def test_the_search_ends_only_when_nothing_runs():
+    s = PerActivationSearcher(parse_spec({"activations": ["relu"], "search": {"trials_per_activation": 1}}))
+    assert s.suggest("t0")["label"] == "relu"
+    assert s.suggest("t1") is None  # budget spent, but t0 may yet be lost in a restore
+    s.on_trial_complete("t0", {"val_acc": 0.5, "training_iteration": 1})
+    assert s.suggest("t1") == Searcher.FINISHED
