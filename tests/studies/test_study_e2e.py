@@ -3,6 +3,7 @@ divergence handling, and resume after the driver is killed mid-study."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,18 +101,34 @@ def test_diverged_trials_are_kept_and_failed(ray_head, mlflow_server, tmp_path):
     assert parent.info.status == "FAILED" and "no activation finished" in parent.data.tags["actstudy.failure"]
 
 
-def test_resume_after_the_driver_is_killed(ray_head, mlflow_server, tmp_path):
+def lose_an_unfinished_trial(search_dir) -> str:
+    """Drop one unfinished trial from Tune's newest experiment state, leaving the searcher's state as it is:
+    what a driver killed while Tune's background thread copied the two to storage can leave behind."""
+    path = max(search_dir.glob("experiment_state-*.json"))
+    state = json.loads(path.read_text())
+    for i, (trial, _meta) in enumerate(state["trial_data"]):
+        if json.loads(trial)["status"] != "TERMINATED":
+            del state["trial_data"][i]
+            path.write_text(json.dumps(state))
+            return json.loads(trial)["trial_id"]
+    pytest.fail("every trial had finished when the driver was killed")
+
+
+@pytest.mark.parametrize("lose_a_trial", [False, True], ids=["consistent-state", "state-lost-a-trial"])
+def test_resume_after_the_driver_is_killed(ray_head, mlflow_server, tmp_path, lose_a_trial):
+    study_id = "res2" if lose_a_trial else "res1"  # one MLflow server for the session: one experiment each
     spec = {"name": "resume", "activations": ["relu", "telu"],
             "search": {"trials_per_activation": 4, "pruner": "none", "sampler": "random"},
-            "training": {"epochs": 3, "batch_size": 256}, "confirm": {"seeds": 1}}
+            "model": {"name": "mlp", "hidden": [512, 512]},  # a few seconds a trial: time to kill mid-search
+            "training": {"epochs": 3, "batch_size": 32}, "confirm": {"seeds": 1}}
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
     cmd = [sys.executable, "-m", "service.cli", "run", str(tmp_path / "spec.yaml"), "--ray-address", ray_head.address,
-           "--mlflow-uri", mlflow_server.url, "--study-id", "res1", "--data-dir", str(tmp_path)]
+           "--mlflow-uri", mlflow_server.url, "--study-id", study_id, "--data-dir", str(tmp_path)]
     env = {**os.environ, "COLUMNS": "120"}
     c = MlflowClient(mlflow_server.url)
 
     def finished_trials():
-        exp = c.get_experiment_by_name("resume-res1")
+        exp = c.get_experiment_by_name(f"resume-{study_id}")
         if exp is None:
             return []
         return c.search_runs([exp.experiment_id], "tags.`actstudy.kind` = 'trial' AND attributes.status = 'FINISHED'")
@@ -125,6 +142,7 @@ def test_resume_after_the_driver_is_killed(ray_head, mlflow_server, tmp_path):
     first.wait()
     done_before = {r.data.tags["actstudy.trial_id"] for r in finished_trials()}
     assert 3 <= len(done_before) < 8
+    lost = lose_an_unfinished_trial(tmp_path / "studies" / study_id / "tune" / "search") if lose_a_trial else None
 
     second = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -132,11 +150,12 @@ def test_resume_after_the_driver_is_killed(ray_head, mlflow_server, tmp_path):
 
     runs = finished_trials()
     ids = [r.data.tags["actstudy.trial_id"] for r in runs]
-    exp = c.get_experiment_by_name("resume-res1")
+    exp = c.get_experiment_by_name(f"resume-{study_id}")
     everything = [(r.data.tags.get("actstudy.trial_id"), r.info.status) for r in c.search_runs([exp.experiment_id], "tags.`actstudy.kind` = 'trial'")]
     assert len(set(ids)) == 8, (everything, second.stdout[-2000:])  # every trial of the budget finished once ...
     assert len(ids) == 8  # ... and no finished trial ran again
     assert done_before <= set(ids)
-    exp = c.get_experiment_by_name("resume-res1")
+    assert lost not in ids  # its place in the budget went to a new trial
+    exp = c.get_experiment_by_name(f"resume-{study_id}")
     stale = c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
     assert stale == []
