@@ -22,9 +22,9 @@ from ray.tune.search import ConcurrencyLimiter
 from studies import report
 from studies.search import METRIC, MODE, PerActivationSearcher, make_scheduler, reconcile_search
 from studies.spec import StudySpec
-from studies.tracking import TRIAL_MLFLOW_ENV, MlflowTrialRecorder
+from studies.tracking import TRIAL_MLFLOW_ENV
+from studies.trial import study_trial
 from studies.study_mlflow import StudyRuns
-from workers.trainable import run_trial
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +128,6 @@ def _report_final(study_id: str, phase: str, totals: dict[str, int], done: dict[
             label: {"done": done.get(label, 0), "running": 0, "total": totals[label], "best": best.get(label)} for label in totals}})
 
 
-def _trial(config: dict) -> None:
-    """The Tune trainable: one trial logged to MLflow. Confirmation trials carry their cell in `cell`."""
-    config = {**config, **config.get("cell", {})}
-    run_trial(config, MlflowTrialRecorder())
-
-
 @dataclass
 class StudyPaths:
     root: Path
@@ -207,7 +201,7 @@ def run_search(spec: StudySpec, study_id: str, base: dict, paths: StudyPaths, *,
     tuner = _tuner(
         "search",
         paths,
-        tune.with_resources(_trial, _resources(spec)),
+        tune.with_resources(study_trial, _resources(spec)),
         [_ProgressCallback(study_id, "search", spec.labels, totals)],
         resume=resume,
         param_space={**base, "kind": "trial"},
@@ -277,7 +271,7 @@ def run_confirm(spec: StudySpec, study_id: str, base: dict, best: dict[str, dict
         tuner = _tuner(
             "confirm" if round_ == 0 else f"confirm-{round_}",
             paths,
-            tune.with_resources(_trial, _resources(spec)),
+            tune.with_resources(study_trial, _resources(spec)),
             [_ProgressCallback(study_id, "confirm", list(best), totals)],
             resume=resume,
             param_space={**base, "kind": "confirm", "evaluate_test": True, "cell": tune.grid_search(todo)},

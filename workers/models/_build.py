@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import nn
 
 import activations
-from workers.models._resnet import resnet18
 from workers.models._small import CNN, CNN1d, MLP
 
 MODELS = ("mlp", "cnn1d", "cnn", "resnet18")
@@ -37,6 +36,8 @@ def build_model(
     if name == "cnn":
         return CNN(input_shape, num_classes, act)
     if name == "resnet18":
+        from workers.models._resnet import resnet18  # torchvision costs a trial actor ~2 CPU s to import
+
         return resnet18(input_shape, num_classes, act)
     raise ModelError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
 
