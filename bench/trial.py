@@ -220,13 +220,17 @@ def _dataset(name: str, seed: int) -> Dataset:
 
 
 def import_times() -> dict[str, float]:
-    """What a fresh worker process pays once to import the reporting hook's libraries (not counted per trial)."""
+    """What a fresh worker process pays once: the reporting hook's libraries and torch's lazy imports."""
     out = {}
     for label, module in (("mlflow", "mlflow.protos.service_pb2"), ("studies.tracking", "studies.tracking"),
                           ("matplotlib (studies.plots)", "studies.plots")):
         start = time.perf_counter()
         importlib.import_module(module)
         out[label] = time.perf_counter() - start
+    # torch.optim imports torch._dynamo when the first optimizer is built (~1.7 s): once per process.
+    start = time.perf_counter()
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    out["first optimizer (torch._dynamo)"] = time.perf_counter() - start
     return out
 
 
