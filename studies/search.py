@@ -8,6 +8,7 @@ rule per activation). Both are Tune's own mechanisms, routed by the trial config
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import zlib
@@ -22,6 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from studies.spec import RangeSpec, StudySpec
 
+log = logging.getLogger(__name__)
 METRIC, MODE = "val_acc", "max"  # declared once; TuneConfig carries them
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per activation is noise
 
@@ -132,23 +134,29 @@ class PerActivationSearcher(Searcher):
         completed with its last result. Uses OptunaSearch's trial map, which has no public accessor.
         """
         present = {t.trial_id: t for t in trials if t.config.get("label") in self.searchers}
+        lost, adopted = [], []
         for trial_id, label in list(self.running.items()):
             if trial_id not in present:
                 del self.running[trial_id]
                 self.outcomes[trial_id] = "lost"
                 self.searchers[label].on_trial_complete(trial_id, None, error=True)
+                lost.append(trial_id)
         for trial_id, t in present.items():
             label, sub = t.config["label"], self.searchers[t.config["label"]]
             if trial_id not in sub._ot_trials:
                 sub._ot_study.enqueue_trial({"lr": t.config["lr"], "l2": t.config["l2"]})
                 sub.suggest(trial_id)  # Optuna hands out the enqueued parameters
                 self.running[trial_id] = label
+                adopted.append(trial_id)
             finished = t.status in ("TERMINATED", "ERROR")
             if finished and trial_id in self.running:
                 self.on_trial_complete(trial_id, t.last_result or None, error=t.status == "ERROR")
             elif not finished and trial_id not in self.running and trial_id not in sub._completed_trials:
                 self.running[trial_id] = label
         self.started = {label: sum(1 for t in present.values() if t.config["label"] == label) for label in self.labels}
+        if lost or adopted:
+            log.warning("restored search reconciled with Tune's trials: %d lost trial(s) to run again %s, "
+                        "%d adopted %s", len(lost), lost, len(adopted), adopted)
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each activation's Optuna study (for the history and importance plots)."""

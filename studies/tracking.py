@@ -77,6 +77,7 @@ class MlflowTrialRecorder(TrialRecorder):
         self.evolution: dict[str, list[dict]] = {}
         self._pending: list[Metric] = []
         self._last_flush = float("-inf")
+        self._replay = False  # this attempt re-entered a trial that had already ended
 
     def start(self, cfg: TrialConfig, config: dict, previous: dict | None, history: list[dict] | None = None) -> None:
         if not config.get("mlflow_uri"):
@@ -100,9 +101,20 @@ class MlflowTrialRecorder(TrialRecorder):
                         "dataset": cfg.dataset, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
                         **{f"act.{k}": v for k, v in cfg.activation_params.items()}}
         self._previous = (previous or {}).get("run_id")
+        if history and (len(history) >= cfg.epochs or history[-1].get("diverged")) and self._ended(self._previous):
+            # Tune restarted a trial that had already ended, from its last checkpoint (a driver restored from
+            # a state saved before the trial's end was): nothing trains, and its run stays as it ended.
+            self.run_id, self._replay = self._previous, True
+            return
         self._ensure_run()
         for record in history or []:
             self.epoch(record)
+
+    def _ended(self, run_id: str | None) -> bool:
+        try:
+            return run_id is not None and self.client.get_run(run_id).info.status in ("FINISHED", "FAILED")
+        except Exception:  # noqa: BLE001 — unreachable: record a new attempt as usual
+            return False
 
     def _ensure_run(self) -> bool:
         """Create this attempt's run; while MLflow is unreachable, keep trying at each epoch (the trial trains on)."""
@@ -168,7 +180,7 @@ class MlflowTrialRecorder(TrialRecorder):
         return False
 
     def _finish(self, status: str, tags: dict[str, str]) -> None:
-        if self.client is None:
+        if self.client is None or self._replay:
             return
         if not self.flush(attempts=int(self.END_FLUSH_S / 2), wait=2.0):
             log.error("mlflow unreachable for %.0f s: this attempt's metrics were not recorded", self.END_FLUSH_S)

@@ -156,6 +156,8 @@ def test_resume_after_the_driver_is_killed(ray_head, mlflow_server, tmp_path, lo
     assert len(ids) == 8  # ... and no finished trial ran again
     assert done_before <= set(ids)
     assert lost not in ids  # its place in the budget went to a new trial
+    if lost:
+        assert f"1 lost trial(s) to run again ['{lost}']" in second.stdout + second.stderr
     exp = c.get_experiment_by_name(f"resume-{study_id}")
     stale = c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
     assert stale == []
