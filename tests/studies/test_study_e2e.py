@@ -101,17 +101,22 @@ def test_diverged_trials_are_kept_and_failed(ray_head, mlflow_server, tmp_path):
     assert parent.info.status == "FAILED" and "no activation finished" in parent.data.tags["actstudy.failure"]
 
 
-def lose_an_unfinished_trial(search_dir) -> str:
-    """Drop one unfinished trial from Tune's newest experiment state, leaving the searcher's state as it is:
-    what a driver killed while Tune's background thread copied the two to storage can leave behind."""
+def lose_an_unfinished_trial(search_dir, finished_in_mlflow: set[str]) -> str:
+    """Drop one trial that had not finished from Tune's newest experiment state, leaving the searcher's state
+    as it is: what a driver killed while Tune's background thread copied the two to storage can leave behind
+    (a trial created after the last copy). A pending trial if there is one; never one whose MLflow run had
+    already finished (Tune may not have recorded that end yet, but a trial missing from a copy is a new one)."""
     path = max(search_dir.glob("experiment_state-*.json"))
     state = json.loads(path.read_text())
-    for i, (trial, _meta) in enumerate(state["trial_data"]):
-        if json.loads(trial)["status"] != "TERMINATED":
-            del state["trial_data"][i]
-            path.write_text(json.dumps(state))
-            return json.loads(trial)["trial_id"]
-    pytest.fail("every trial had finished when the driver was killed")
+    trials = [(i, json.loads(trial)) for i, (trial, _meta) in enumerate(state["trial_data"])]
+    candidates = [(t["status"] != "PENDING", i, t["trial_id"]) for i, t in trials
+                  if t["status"] != "TERMINATED" and t["trial_id"] not in finished_in_mlflow]
+    if not candidates:
+        pytest.fail(f"every trial had finished when the driver was killed: {[(t['trial_id'], t['status']) for _, t in trials]}")
+    _, i, trial_id = min(candidates)
+    del state["trial_data"][i]
+    path.write_text(json.dumps(state))
+    return trial_id
 
 
 @pytest.mark.parametrize("lose_a_trial", [False, True], ids=["consistent-state", "state-lost-a-trial"])
@@ -140,9 +145,17 @@ def test_resume_after_the_driver_is_killed(ray_head, mlflow_server, tmp_path, lo
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    done_before = {r.data.tags["actstudy.trial_id"] for r in finished_trials()}
+    # The trial actors live in the cluster, not in the killed process group: Ray ends them once it sees the
+    # driver gone, and one may end its trial first. Read what finished once that has settled.
+    done_before, deadline = None, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = {r.data.tags["actstudy.trial_id"] for r in finished_trials()}
+        if now == done_before:
+            break
+        done_before = now
+        time.sleep(3)
     assert 3 <= len(done_before) < 8
-    lost = lose_an_unfinished_trial(tmp_path / "studies" / study_id / "tune" / "search") if lose_a_trial else None
+    lost = lose_an_unfinished_trial(tmp_path / "studies" / study_id / "tune" / "search", done_before) if lose_a_trial else None
 
     second = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
