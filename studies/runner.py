@@ -110,7 +110,7 @@ def progress_of(phase: str, labels: list[str], totals: dict[str, int], trials, e
         a = acts.get(t.config.get("cell", t.config).get("label"))  # confirmation trials carry theirs in `cell`
         if a is None:
             continue
-        if t.status in ("TERMINATED", "ERROR") or t.trial_id in ended:
+        if t.is_finished() or t.trial_id in ended:
             a["done"] += 1
         elif t.status == "RUNNING":
             a["running"] += 1
@@ -223,7 +223,7 @@ def run_search(spec: StudySpec, study_id: str, base: dict, paths: StudyPaths, *,
     )
     # A restored Tuner unpickles its own searcher (the Optuna studies, for the plots); Tune has no accessor.
     search_alg = tuner._local_tuner._tune_config.search_alg
-    searcher = search_alg.searcher if isinstance(search_alg, ConcurrencyLimiter) else searcher
+    searcher = search_alg.searcher
     tuner._local_tuner._run_config.callbacks.append(_SearchLedger(search_alg))
     grid = tuner.fit()
     trials: dict[str, list[dict]] = {label: [] for label in spec.labels}

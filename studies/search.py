@@ -148,7 +148,7 @@ class PerActivationSearcher(Searcher):
                 sub.suggest(trial_id)  # Optuna hands out the enqueued parameters
                 self.running[trial_id] = label
                 adopted.append(trial_id)
-            finished = t.status in ("TERMINATED", "ERROR")
+            finished = t.is_finished()
             if finished and trial_id in self.running:
                 self.on_trial_complete(trial_id, t.last_result or None, error=t.status == "ERROR")
             elif not finished and trial_id not in self.running and trial_id not in sub._completed_trials:
@@ -222,15 +222,11 @@ class PerActivationScheduler(FIFOScheduler):
             self.groups = pickle.load(f)
 
 
-def reconcile_search(search_alg: Searcher, trials) -> None:
-    """`PerActivationSearcher.reconcile`, through the ConcurrencyLimiter Tune's own wrapper keeps around it."""
-    if isinstance(search_alg, ConcurrencyLimiter):
-        search_alg.searcher.reconcile(trials)
-        live = {t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")}
-        search_alg.live_trials = live
-        search_alg.num_unfinished_live_trials = len(live)
-    elif isinstance(search_alg, PerActivationSearcher):
-        search_alg.reconcile(trials)
+def reconcile_search(limiter: ConcurrencyLimiter, trials) -> None:
+    """`PerActivationSearcher.reconcile` through the ConcurrencyLimiter around it, whose live set follows too."""
+    limiter.searcher.reconcile(trials)
+    limiter.live_trials = {t.trial_id for t in trials if not t.is_finished()}
+    limiter.num_unfinished_live_trials = len(limiter.live_trials)
 
 
 def make_scheduler(spec: StudySpec) -> TrialScheduler:
