@@ -98,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mlflow_uri = mlflow.url
     try:
         results = run_study(spec, study_id=study_id, storage_dir=data_dir / "studies", mlflow_uri=mlflow_uri,
-                            ray_address=args.ray_address, resume=args.resume, sink=RichProgress(console))
+                            ray_address=args.ray_address, sink=RichProgress(console))
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; continue with: actstudy run {args.spec} --resume --study-id {study_id}[/yellow]")
         return 130

@@ -10,7 +10,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from studies import report
-from studies.runner import ProgressSink
+from studies.progress import ProgressSink
 from studies.spec import StudySpec
 
 

@@ -2,7 +2,9 @@
 
 Reads the study's spec from the records database ($ACTSTUDY_DATABASE_URL), runs it with
 `studies.runner.run_study` on the cluster the job runs in, and writes status, progress and results back.
-A relaunch of the same study (after the driver died) resumes from the Tune state under $ACTSTUDY_DATA_DIR.
+A relaunch of the same study (after the driver died) continues from the study's stores: the search in
+Optuna's tables beside the records database, runs and confirmation scores in MLflow, checkpoints under
+$ACTSTUDY_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import time
 from pathlib import Path
 
 from studies.records import RecordStore, StudyStatus
-from studies.runner import ProgressSink, run_study
+from studies.progress import ProgressSink
+from studies.runner import run_study
 from studies.spec import StudySpec, parse_spec
 
 log = logging.getLogger("studies.driver")
@@ -75,13 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("study %s is already %s; nothing to do", study.id, study.status)
         return 0
     storage = Path(os.environ.get("ACTSTUDY_DATA_DIR", ".actstudy")) / "studies"
-    resume = (storage.resolve() / study.id / "tune").exists()
 
     # Ray's job stop sends SIGTERM: leave the status the service set (cancelled) and exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         run_study(parse_spec(study.spec), study_id=study.id, storage_dir=storage, mlflow_uri=mlflow_uri,
-                  resume=resume, sink=RecordSink(store, study.id))
+                  optuna_storage=url, sink=RecordSink(store, study.id))
     except SystemExit:
         raise
     except Exception:  # noqa: BLE001 — already recorded by the sink

@@ -1,31 +1,66 @@
-"""Fair per-activation search on Ray Tune: one Optuna study and one pruning group per activation.
+"""Fair per-activation search on Ray Tune, its state in Optuna storage.
 
 One Tune experiment holds every activation's trials so the cluster stays full, but no activation's
-sampler sees another's trials (`PerActivationSearcher` keeps one `OptunaSearch` per activation) and no
-trial is pruned against another activation's curves (`PerActivationScheduler` keeps one ASHA or median
-rule per activation). Both are Tune's own mechanisms, routed by the trial config's `label`.
+sampler sees another's trials (`PerActivationSearcher` keeps one Optuna study per activation, named
+`<study id>/<label>`) and no trial is pruned against another activation's curves
+(`PerActivationScheduler` keeps one ASHA or median rule per activation).
+
+The Optuna studies are the search's truth; Tune only executes. A driver that starts on a storage that
+already holds the search keeps every finished trial (their values feed the sampler), fails the trials
+that were running when the previous driver died and queues each again with the same parameters
+(Optuna's `RetryHeartbeatStaleTrialCallback`), and asks only for what is left of each budget.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import pickle
+import warnings
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
-from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from studies.spec import RangeSpec, StudySpec
 
 log = logging.getLogger(__name__)
 METRIC, MODE = "val_acc", "max"  # declared once; TuneConfig carries them
+OUTCOME = "actstudy"  # user attr of a finished trial: {"status", "epochs", "val_acc"}; a FAIL without it was lost
+ROOT = "actstudy.root"  # user attr: the number of the first attempt (copied to retries): the trial's key
+OPTUNA_SCHEMA = "actstudy_optuna"  # Optuna's tables on PostgreSQL ("studies" is ours too)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per activation is noise
+
+
+def open_storage(location: str | Path) -> BaseStorage:
+    """Optuna storage for a study: a journal file (`actstudy run`) or beside the service's database.
+
+    Optuna's tables share names with the records' (`studies`), so they live apart: a sibling SQLite file
+    (`records.db` → `records-optuna.db`), or their own schema on PostgreSQL.
+    """
+    location = str(location)
+    if "://" not in location:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(location))
+    if location.startswith("sqlite:///"):
+        path = Path(location.removeprefix("sqlite:///"))
+        return RDBStorage(f"sqlite:///{path.with_name(path.stem + '-optuna.db')}",
+                          engine_kwargs={"connect_args": {"timeout": 30}})
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(location)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+    engine.dispose()
+    return RDBStorage(location, engine_kwargs={"connect_args": {"options": f"-c search_path={OPTUNA_SCHEMA}"},
+                                               "pool_pre_ping": True})
 
 
 def activation_seed(study_seed: int, label: str) -> int:
@@ -38,8 +73,13 @@ def _grid(r: RangeSpec, k: int) -> list[float]:
     return [float(v) for v in values]
 
 
-def make_sampler(spec: StudySpec, label: str) -> optuna.samplers.BaseSampler:
-    seed = activation_seed(spec.seed, label)
+def make_sampler(spec: StudySpec, label: str, number: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler for the `number`-th trial of an activation, seeded by (study seed, label, number).
+
+    A fresh sampler per trial makes each configuration a function of the study's stored history alone,
+    so a driver that resumes suggests what an uninterrupted one would have.
+    """
+    seed = (activation_seed(spec.seed, label) + 7919 * number) & 0x7FFFFFFF
     kind = spec.search.sampler
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
@@ -56,120 +96,143 @@ def search_space(spec: StudySpec) -> dict[str, FloatDistribution]:
     return {"lr": FloatDistribution(s.lr.low, s.lr.high, log=s.lr.log), "l2": FloatDistribution(s.l2.low, s.l2.high, log=s.l2.log)}
 
 
+def outcome(result: dict | None, epochs: int, error: bool = False) -> str:
+    """completed | pruned | diverged | error: how a trial ended, from its last result."""
+    result = result or {}
+    if error:
+        return "error"
+    if result.get("diverged"):
+        return "diverged"
+    # `epoch`, not Tune's training_iteration: a trial continued from a checkpoint in a new experiment
+    # counts its reports from 1 again.
+    return "pruned" if result.get("epoch", 0) < epochs else "completed"
+
+
+def trial_key(spec: StudySpec, label: str, root: int) -> str:
+    """A search trial's key across drivers and attempts (only safe characters: it is an MLflow filter value)."""
+    return f"a{spec.labels.index(label)}-t{root}"
+
+
+def _quietly(fn):
+    with warnings.catch_warnings():  # Optuna's retry helpers are marked experimental; nothing to act on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return fn()
+
+
 class PerActivationSearcher(Searcher):
-    """One OptunaSearch per activation, each with the same space and budget.
+    """One Optuna study per activation, each with the same space and budget, in `storage`.
 
     `suggest` gives the next trial to the activation with the fewest started trials among those below
     their budget and their concurrency; it returns None while all are busy and FINISHED once every
-    budget is spent and no trial is running (so a restore that lost a trial can still re-run it; see
-    `reconcile`). A trial that diverged is told to its Optuna study as FAIL, one stopped early by
-    the scheduler as PRUNED (OptunaSearch's own rules for a completion without a value).
+    budget is spent and nothing runs. Each suggestion carries its Optuna trial number and `trial_key`.
+    A trial that diverged or failed is told to Optuna as FAIL, one the scheduler stopped as PRUNED,
+    each with its outcome as a user attribute (which is how a trial lost with its driver is told apart).
     """
 
-    def __init__(self, spec: StudySpec, metric: str = METRIC, mode: str = MODE) -> None:
+    def __init__(self, spec: StudySpec, study_id: str, storage: BaseStorage, metric: str = METRIC, mode: str = MODE) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.spec, self.study_id, self.storage = spec, study_id, storage
         self.labels = spec.labels
         self.params = {a.label: (a.name, a.params) for a in spec.activations}
         self.budget = spec.search.trials_per_activation
         self.concurrency = spec.search.concurrency_per_activation
         self.epochs = spec.training.epochs
-        space = search_space(spec)
-        self.searchers = {
-            label: OptunaSearch(space=dict(space), metric=metric, mode=mode, sampler=make_sampler(spec, label))
-            for label in self.labels
-        }
-        self.started = {label: 0 for label in self.labels}
-        self.running: dict[str, str] = {}  # trial id → label
-        self.outcomes: dict[str, str] = {}  # trial id → completed | pruned | diverged | error
+        self.space = search_space(spec)
+        self.asked: dict[str, tuple[str, optuna.Trial]] = {}  # Tune trial id → (label, Optuna trial)
+        self.retried: dict[str, list[int]] = {}
+        self.ended: dict[str, int] = {}
+        for label in self.labels:
+            study = self.study(label)
+            self.retried[label] = self._recover(study)
+            self.ended[label] = sum(1 for t in study.get_trials(deepcopy=False) if OUTCOME in t.user_attrs)
+
+    def study(self, label: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+        return optuna.create_study(storage=self.storage, study_name=f"{self.study_id}/{label}", direction="maximize",
+                                   sampler=sampler or make_sampler(self.spec, label), load_if_exists=True)
+
+    @staticmethod
+    def _recover(study: optuna.Study) -> list[int]:
+        """Fail what a dead driver left running and queue a retry of every lost trial that has none yet."""
+        trials = study.get_trials(deepcopy=False)
+        for t in trials:
+            if t.state == TrialState.RUNNING:  # one driver per study: nobody else is running it
+                study.tell(t.number, state=TrialState.FAIL)
+        covered = {n for t in trials for n in _quietly(lambda: RetryHeartbeatStaleTrialCallback.retry_history(t))}
+        retried = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if OUTCOME not in t.user_attrs and t.number not in covered:
+                _quietly(lambda: RetryHeartbeatStaleTrialCallback()(study, t))
+                retried.append(t.number)
+        return retried
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # metric and mode are fixed at construction; the param_space holds constants only
 
+    def _running(self, label: str) -> int:
+        return sum(1 for lb, _ in self.asked.values() if lb == label)
+
     def suggest(self, trial_id: str):
-        open_ = [label for label in self.labels if self.started[label] < self.budget]
+        open_ = [label for label in self.labels if self.ended[label] + self._running(label) < self.budget]
         if not open_:
-            return None if self.running else Searcher.FINISHED
-        busy = {label: sum(1 for v in self.running.values() if v == label) for label in open_}
-        ready = [label for label in open_ if busy[label] < self.concurrency]
+            return None if self.asked else Searcher.FINISHED
+        ready = [label for label in open_ if self._running(label) < self.concurrency]
         if not ready:
             return None
-        label = min(ready, key=lambda lb: (self.started[lb], self.labels.index(lb)))
-        suggestion = self.searchers[label].suggest(trial_id)
-        if suggestion is None or suggestion == Searcher.FINISHED:  # a grid that is exhausted
-            self.started[label] = self.budget
-            return self.suggest(trial_id)
-        self.started[label] += 1
-        self.running[trial_id] = label
+        label = min(ready, key=lambda lb: (self.ended[lb] + self._running(lb), self.labels.index(lb)))
+        # Seeded by the number the next new trial gets (a queued retry keeps its own parameters).
+        study = self.study(label)
+        study = self.study(label, make_sampler(self.spec, label, len(study.get_trials(deepcopy=False))))
+        trial = study.ask(dict(self.space))
+        if ROOT not in trial.user_attrs:
+            trial.set_user_attr(ROOT, trial.number)
+        self.asked[trial_id] = (label, trial)
         name, params = self.params[label]
-        return {"label": label, "activation": name, "activation_params": dict(params), **suggestion}
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        label = self.running.get(trial_id)
-        if label and METRIC in result and not result.get("diverged"):
-            self.searchers[label].on_trial_result(trial_id, result)
+        return {"label": label, "activation": name, "activation_params": dict(params),
+                "optuna_trial": trial.number, "trial_key": trial_key(self.spec, label, trial.user_attrs[ROOT]),
+                "lr": trial.params["lr"], "l2": trial.params["l2"]}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        label = self.running.pop(trial_id, None)
-        if label is None:
+        label, trial = self.asked.pop(trial_id, (None, None))
+        if trial is None:
             return
-        sub = self.searchers[label]
-        if error or (result and result.get("diverged")):
-            self.outcomes[trial_id] = "error" if error else "diverged"
-            sub.on_trial_complete(trial_id, None, error=True)
-        elif result and result.get("training_iteration", 0) < self.epochs:
-            self.outcomes[trial_id] = "pruned"
-            sub.on_trial_complete(trial_id, None, error=False)
-        else:
-            self.outcomes[trial_id] = "completed"
-            sub.on_trial_complete(trial_id, result, error=False)
+        status = outcome(result, self.epochs, error)
+        value = (result or {}).get(METRIC)
+        value = float(value) if value is not None and math.isfinite(value) else None
+        trial.set_user_attr(OUTCOME, {"status": status, "epochs": int((result or {}).get("epoch", 0)),
+                                      "val_acc": None if status == "diverged" else value})
+        state = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
+        if state == TrialState.COMPLETE and value is None:
+            state = TrialState.FAIL
+        try:
+            self.study(label).tell(trial.number, value if state == TrialState.COMPLETE else None, state=state)
+        except RuntimeError as exc:  # GridSampler calls Study.stop() once its grid is spent: not in ask-and-tell
+            if "Study.stop" not in str(exc):
+                raise
+        self.ended[label] += 1
 
-    def reconcile(self, trials) -> None:
-        """Make this searcher agree with the trials Tune restored; the trials are the truth.
-
-        Tune writes its experiment state (the trials) and this searcher's state to a staging folder and
-        copies both to storage in a background thread, so a driver killed mid-copy can leave the two from
-        different moments. A trial started here that Tune lost is told to Optuna as FAIL and its slot in
-        the budget reopens; a trial Tune has that this searcher never saw is told to Optuna with its own
-        parameters (`enqueue_trial`); one Tune finished while this searcher thought it running is
-        completed with its last result. Uses OptunaSearch's trial map, which has no public accessor.
-        """
-        present = {t.trial_id: t for t in trials if t.config.get("label") in self.searchers}
-        lost, adopted = [], []
-        for trial_id, label in list(self.running.items()):
-            if trial_id not in present:
-                del self.running[trial_id]
-                self.outcomes[trial_id] = "lost"
-                self.searchers[label].on_trial_complete(trial_id, None, error=True)
-                lost.append(trial_id)
-        for trial_id, t in present.items():
-            label, sub = t.config["label"], self.searchers[t.config["label"]]
-            if trial_id not in sub._ot_trials:
-                sub._ot_study.enqueue_trial({"lr": t.config["lr"], "l2": t.config["l2"]})
-                sub.suggest(trial_id)  # Optuna hands out the enqueued parameters
-                self.running[trial_id] = label
-                adopted.append(trial_id)
-            finished = t.is_finished()
-            if finished and trial_id in self.running:
-                self.on_trial_complete(trial_id, t.last_result or None, error=t.status == "ERROR")
-            elif not finished and trial_id not in self.running and trial_id not in sub._completed_trials:
-                self.running[trial_id] = label
-        self.started = {label: sum(1 for t in present.values() if t.config["label"] == label) for label in self.labels}
-        if lost or adopted:
-            log.warning("restored search reconciled with Tune's trials: %d lost trial(s) to run again %s, "
-                        "%d adopted %s", len(lost), lost, len(adopted), adopted)
+    def summaries(self) -> dict[str, list[dict]]:
+        """Every finished trial of each activation, from the storage: number, key, lr, l2, status, epochs, val_acc."""
+        out = {}
+        for label in self.labels:
+            out[label] = [{"number": t.number, "key": trial_key(self.spec, label, t.user_attrs.get(ROOT, t.number)),
+                           "lr": t.params["lr"], "l2": t.params["l2"], **t.user_attrs[OUTCOME]}
+                          for t in self.study(label).get_trials(deepcopy=False) if OUTCOME in t.user_attrs]
+        return out
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each activation's Optuna study (for the history and importance plots)."""
-        return {label: s._ot_study for label, s in self.searchers.items() if getattr(s, "_ot_study", None) is not None}
+        return {label: self.study(label) for label in self.labels}
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        """Nothing to save: the state is in Optuna storage (and no file means no copy for Tune to sync)."""
 
     def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-        # Trials that were running when the driver stopped are restarted by Tune under the same id.
+        raise NotImplementedError("a study resumes from its Optuna storage, not from Tune's experiment state")
+
+    def __getstate__(self):
+        # Tune pickles its configuration (tuner.pkl) for a restore this project never does: the storage and
+        # the live trials stay out of it.
+        return {k: v for k, v in self.__dict__.items() if k not in ("storage", "asked")}
 
 
 class PerActivationScheduler(FIFOScheduler):
@@ -213,32 +276,17 @@ class PerActivationScheduler(FIFOScheduler):
     def debug_string(self) -> str:
         return "Per-activation pruning: " + "; ".join(f"{k}: {v.debug_string()}" for k, v in self.groups.items())
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.groups, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.groups = pickle.load(f)
-
-
-def reconcile_search(limiter: ConcurrencyLimiter, trials) -> None:
-    """`PerActivationSearcher.reconcile` through the ConcurrencyLimiter around it, whose live set follows too."""
-    limiter.searcher.reconcile(trials)
-    limiter.live_trials = {t.trial_id for t in trials if not t.is_finished()}
-    limiter.num_unfinished_live_trials = len(limiter.live_trials)
-
 
 def make_scheduler(spec: StudySpec) -> TrialScheduler:
     epochs, grace = spec.training.epochs, min(spec.search.grace_epochs, spec.training.epochs)
     if spec.search.pruner == "asha":
         return PerActivationScheduler(
             # stop_last_trials=False: a trial that reaches the last epoch ends by itself, not as 'stopped'.
-            lambda: ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=grace, reduction_factor=3, stop_last_trials=False)
+            lambda: ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace, reduction_factor=3, stop_last_trials=False)
         )
     if spec.search.pruner == "median":
         # min_time_slice is huge so the rule never pauses a trial (pausing would mix activations' queues).
         return PerActivationScheduler(
-            lambda: MedianStoppingRule(time_attr="training_iteration", grace_period=grace, min_samples_required=3, min_time_slice=10**9)
+            lambda: MedianStoppingRule(time_attr="epoch", grace_period=grace, min_samples_required=3, min_time_slice=10**9)
         )
     return FIFOScheduler()

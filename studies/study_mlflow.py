@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from studies import plots, report
+from studies.run_ends import end_run
 from studies.spec import StudySpec
 from studies.tracking import PARENT_RUN
 
@@ -45,20 +46,44 @@ class StudyRuns:
         client.log_batch(parent, params=[Param(k, str(v)) for k, v in _flat_spec(spec).items()],
                          tags=[RunTag("actstudy.status", "running")])
         client.log_text(parent, spec.model_dump_json(indent=2), "spec.json")
+        # Found by tag in Python: a label is user text and never goes into a filter string.
+        existing = {r.data.tags.get("activation"): r.info.run_id
+                    for r in client.search_runs([exp_id], "tags.`actstudy.role` = 'activation'", max_results=1000)}
         for a in spec.activations:
-            runs.activation_runs[a.label] = _find_or_create(
-                client, exp_id, f"tags.`actstudy.role` = 'activation' AND tags.activation = '{a.label}'",
-                {"actstudy.role": "activation", "activation": a.label, PARENT_RUN: parent, "actstudy.study_id": study_id}, a.label)
+            runs.activation_runs[a.label] = existing.get(a.label) or client.create_run(
+                exp_id, tags={"actstudy.role": "activation", "activation": a.label, PARENT_RUN: parent,
+                              "actstudy.study_id": study_id}, run_name=a.label).info.run_id
         return runs
 
-    def close_interrupted(self) -> int:
-        """Mark trial runs a dead driver left RUNNING as FAILED (their trials are re-run or resumed)."""
-        stale = self.client.search_runs(
-            [self.experiment_id], "attributes.status = 'RUNNING' AND tags.`actstudy.kind` != ''", max_results=10000)
+    def _running(self, kind: str | None = None) -> list:
+        where = f"tags.`actstudy.kind` = '{kind}'" if kind else "tags.`actstudy.kind` != ''"
+        return self.client.search_runs([self.experiment_id], f"attributes.status = 'RUNNING' AND {where}", max_results=10000)
+
+    def close_interrupted(self, ended: dict[str, str]) -> int:
+        """End the trial runs a dead driver left RUNNING: with the outcome the search store holds for their
+        trial (`ended`: trial key → outcome), else FAILED (their trials run again and point back here)."""
+        stale = self._running()
         for run in stale:
-            self.client.set_tag(run.info.run_id, "actstudy.failure", "interrupted: the study driver stopped; the trial was re-run")
-            self.client.set_terminated(run.info.run_id, "FAILED")
+            status = ended.get(run.data.tags.get("actstudy.trial_key", ""))
+            if status:
+                end_run(self.client, run.info.run_id, status)
+            else:
+                end_run(self.client, run.info.run_id, "lost", "interrupted: the study driver stopped; the trial runs again")
         return len(stale)
+
+    def sweep(self, kind: str) -> int:
+        """After a phase nothing of it runs: a run still RUNNING lost its attempt before it reported."""
+        stale = self._running(kind)
+        for run in stale:
+            end_run(self.client, run.info.run_id, "lost", "attempt ended without reporting a result")
+        return len(stale)
+
+    def finished_confirmations(self) -> dict[str, float]:
+        """Test accuracy of every confirmation seed that has finished, by trial key (from earlier drivers)."""
+        found = self.client.search_runs(
+            [self.experiment_id], "tags.`actstudy.kind` = 'confirm' AND attributes.status = 'FINISHED'", max_results=10000)
+        return {r.data.tags["actstudy.trial_key"]: float(r.data.metrics["test_acc"])
+                for r in found if r.data.tags.get("actstudy.trial_key") and "test_acc" in r.data.metrics}
 
     def url(self, run_id: str) -> str | None:
         """The run in the MLflow UI, at the address users reach ($ACTSTUDY_MLFLOW_PUBLIC_URL if set)."""

@@ -60,13 +60,18 @@ def activation_kind(snap: dict) -> str:
     return "lslu" if "theta" in snap else "pwlu"
 
 
+RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}  # outcome → MLflow
+
+
 class MlflowTrialRecorder(TrialRecorder):
     """Logs one trial attempt to its own grandchild run: per-epoch metrics in one batch, evolution artifacts.
 
     Reads from the trial config: `mlflow_uri`, `mlflow_experiment_id`, `mlflow_parent_runs` (label → run id),
-    `label`, `kind` (trial | confirm). A restarted attempt marks the interrupted run FAILED, pointing to
-    its retry, and re-logs the resumed epochs so the new run holds the whole curve. Epoch metrics are sent
-    at most every FLUSH_EVERY_S seconds and in full when the attempt ends (finished, diverged, failed or pruned).
+    `label`, `kind` (trial | confirm), `trial_key` (the trial across attempts and drivers). A restarted
+    attempt marks the interrupted run FAILED, pointing to its retry, and re-logs the resumed epochs so the
+    new run holds the whole curve. Epoch metrics are sent at most every FLUSH_EVERY_S seconds and in full
+    when the attempt ends. The run's end (its status) is the driver's: it hears how the trial ended from
+    Tune (`studies.run_ends.RunEnds`), with the run id this recorder reports with every epoch.
     """
 
     END_FLUSH_S = 300.0  # how long an ending attempt waits for an unreachable server before giving up
@@ -77,7 +82,6 @@ class MlflowTrialRecorder(TrialRecorder):
         self.evolution: dict[str, list[dict]] = {}
         self._pending: list[Metric] = []
         self._last_flush = float("-inf")
-        self._replay = False  # this attempt re-entered a trial that had already ended
 
     def start(self, cfg: TrialConfig, config: dict, previous: dict | None, history: list[dict] | None = None) -> None:
         if not config.get("mlflow_uri"):
@@ -90,31 +94,23 @@ class MlflowTrialRecorder(TrialRecorder):
             PARENT_RUN: config["mlflow_parent_runs"][label],
             "activation": label,
             "actstudy.kind": kind,
+            "actstudy.trial_key": str(config.get("trial_key", "")),
             "actstudy.node": socket.gethostname(),
             "actstudy.node_ip": _node_ip(),
             "actstudy.node_id": _node_id(),
             "actstudy.trial_id": _trial_id(),
             "actstudy.study_id": str(config.get("study_id", "")),
         }
-        self._name = f"{label}-{kind}-{self._tags['actstudy.trial_id'] or cfg.seed}"
+        if "optuna_trial" in config:
+            self._tags["actstudy.optuna_trial"] = str(config["optuna_trial"])
+        self._name = f"{label}-{kind}-{config.get('trial_key') or self._tags['actstudy.trial_id'] or cfg.seed}"
         self._params = {"lr": cfg.lr, "l2": cfg.l2, "seed": cfg.seed, "activation": cfg.activation, "model": cfg.model,
                         "dataset": cfg.dataset, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
                         **{f"act.{k}": v for k, v in cfg.activation_params.items()}}
         self._previous = (previous or {}).get("run_id")
-        if history and (len(history) >= cfg.epochs or history[-1].get("diverged")) and self._ended(self._previous):
-            # Tune restarted a trial that had already ended, from its last checkpoint (a driver restored from
-            # a state saved before the trial's end was): nothing trains, and its run stays as it ended.
-            self.run_id, self._replay = self._previous, True
-            return
         self._ensure_run()
         for record in history or []:
             self.epoch(record)
-
-    def _ended(self, run_id: str | None) -> bool:
-        try:
-            return run_id is not None and self.client.get_run(run_id).info.status in ("FINISHED", "FAILED")
-        except Exception:  # noqa: BLE001 — unreachable: record a new attempt as usual
-            return False
 
     def _ensure_run(self) -> bool:
         """Create this attempt's run; while MLflow is unreachable, keep trying at each epoch (the trial trains on)."""
@@ -135,13 +131,14 @@ class MlflowTrialRecorder(TrialRecorder):
         earlier = set()
         if self._previous:
             earlier.add(self._previous)
-        trial_id = self._tags["actstudy.trial_id"]
-        if trial_id:
+        key = self._tags["actstudy.trial_key"]
+        if key:  # made of [a-z0-9-] by the study: safe inside a filter string
             found = self.client.search_runs(
                 [self._experiment_id],
-                f"tags.`actstudy.trial_id` = '{trial_id}' AND tags.`actstudy.kind` = '{self._tags['actstudy.kind']}'",
+                f"tags.`actstudy.trial_key` = '{key}' AND tags.`actstudy.kind` = '{self._tags['actstudy.kind']}'",
                 max_results=100)
-            earlier |= {r.info.run_id for r in found if r.info.status in ("RUNNING", "FAILED") and "actstudy.retried_as" not in r.data.tags}
+            earlier |= {r.info.run_id for r in found if r.info.status in ("RUNNING", "FAILED")
+                        and "actstudy.retried_as" not in r.data.tags and r.data.tags.get("actstudy.status") != "diverged"}
         earlier.discard(self.run_id)
         for old in sorted(earlier):
             self.client.set_tag(old, "actstudy.retried_as", self.run_id)
@@ -179,30 +176,31 @@ class MlflowTrialRecorder(TrialRecorder):
                     time.sleep(wait)
         return False
 
-    def _finish(self, status: str, tags: dict[str, str]) -> None:
-        if self.client is None or self._replay:
+    def _finish(self, tags: dict[str, str] | None = None) -> None:
+        """Everything this attempt has to log, sent before the trial function returns (so before Tune hears it ended)."""
+        if self.client is None:
             return
         if not self.flush(attempts=int(self.END_FLUSH_S / 2), wait=2.0):
             log.error("mlflow unreachable for %.0f s: this attempt's metrics were not recorded", self.END_FLUSH_S)
             return
         self._safe(self._log_evolution)
-        self._safe(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
-        self._safe(lambda: self.client.set_terminated(self.run_id, status))
+        if tags:
+            self._safe(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()]))
 
     def end(self, result: TrialResult) -> None:
-        if result.status == "diverged":
-            self._finish("FAILED", {"actstudy.status": "diverged", "actstudy.failure": f"non-finite loss at epoch {result.diverged_at}"})
-        else:
-            self._finish("FINISHED", {"actstudy.status": "completed"})
+        self._finish()
 
     def failed(self, error: BaseException) -> None:
-        self._finish("FAILED", {"actstudy.status": "error", "actstudy.failure": f"{type(error).__name__}: {error}"[:4000]})
+        self._finish({"actstudy.failure": f"{type(error).__name__}: {error}"[:4000]})
 
     def stopped(self) -> None:
-        self._finish("KILLED", {"actstudy.status": "pruned"})
+        self._finish()
 
     def state(self) -> dict:
         return {"run_id": self.run_id}
+
+    def metrics(self) -> dict:
+        return {"mlflow_run_id": self.run_id} if self.run_id else {}
 
     def _log_evolution(self) -> None:
         from studies.plots import plot_evolution, plt

@@ -1,12 +1,18 @@
 """The Ray Tune trainable: `workers.train.train` reporting each epoch to Tune, checkpointing, resuming.
 
+Checkpoints go to a folder the caller names (`checkpoint_dir` in the config), not to Tune's storage: a
+study keys it by study, activation and Optuna trial, so any later attempt of the same trial (Tune's
+retry after a worker died, or a new driver's retry after the old one died) continues from it.
 Recorders (e.g. the studies layer's MLflow logger) see the trial's life without this layer knowing them.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from ray import tune
 
@@ -42,20 +48,41 @@ class TrialRecorder:
         return {}
 
 
+class CheckpointDir:
+    """`epoch-00005/` folders in one directory; each written under a temporary name, then renamed."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def latest(self) -> TrainState | None:
+        done = sorted(self.path.glob("epoch-*")) if self.path.is_dir() else []
+        return TrainState.load(done[-1]) if done else None
+
+    def save(self, state: TrainState) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        final = self.path / f"epoch-{state.epoch:05d}"
+        tmp = Path(tempfile.mkdtemp(dir=self.path, prefix=".tmp-"))
+        state.save(tmp)
+        if final.exists():  # the same epoch again (a retry that re-ran it): replace
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in self.path.glob("epoch-*"):
+            if old.name < final.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+
 def flat_metrics(record: dict) -> dict:
     """The per-epoch record without the nested activation snapshots."""
     return {k: v for k, v in record.items() if k != "activations"}
 
 
 def run_trial(config: dict, recorder: TrialRecorder | None = None, *, checkpoint_every: int = CHECKPOINT_EVERY) -> TrialResult:
-    """Body of a Tune trial: train `config`, report every epoch, checkpoint every few, resume if restarted."""
+    """Body of a Tune trial: train `config`, report every epoch, checkpoint every few (into
+    `config["checkpoint_dir"]`, when given), and continue from the newest checkpoint found there."""
     recorder = recorder or TrialRecorder()
     cfg = TrialConfig.from_dict(config)
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            resume = TrainState.load(directory)
+    checkpoints = CheckpointDir(config["checkpoint_dir"]) if config.get("checkpoint_dir") else None
+    resume = checkpoints.latest() if checkpoints else None
     if resume is not None:
         recorder.start(cfg, config, resume.extra.get("recorder"), resume.history)
     else:
@@ -68,15 +95,21 @@ def run_trial(config: dict, recorder: TrialRecorder | None = None, *, checkpoint
         recorder.epoch(record)
         metrics = {**flat_metrics(record), **recorder.metrics()}
         epoch = record["epoch"]
-        if epoch % checkpoint_every == 0 or epoch == cfg.epochs or record["diverged"]:
+        if checkpoints and (epoch % checkpoint_every == 0 or epoch == cfg.epochs or record["diverged"]):
             snapshot = state()
             snapshot.extra["recorder"] = recorder.state()
-            with tempfile.TemporaryDirectory() as directory:
-                snapshot.save(directory)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-        else:
-            tune.report(metrics)
+            checkpoints.save(snapshot)
+        tune.report(metrics)
 
+    if resume is not None and resume.history and (resume.epoch >= cfg.epochs or resume.history[-1]["diverged"]):
+        # A retry of an attempt that had ended (its driver died before recording the end): nothing to train;
+        # Tune hears the last epoch again, so this attempt ends as that one did.
+        last = resume.history[-1]
+        tune.report({**flat_metrics(last), **recorder.metrics()})
+        result = TrialResult("diverged" if last["diverged"] else "completed", resume.epoch, resume.history,
+                             diverged_at=resume.epoch if last["diverged"] else None)
+        recorder.end(result)
+        return result
     try:
         result = train(cfg, on_epoch=on_epoch, resume=resume)
     except SystemExit:  # how Tune's function runner ends a trial its scheduler stopped

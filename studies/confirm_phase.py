@@ -1,0 +1,56 @@
+"""Phase 2: re-train each activation's best setting with the shared seeds and score it on test data.
+
+A seed whose run already finished in MLflow (an earlier driver ran it) is not run again.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+
+from studies.execution import StudyContext
+from studies.progress import ProgressCallback, emit, phase_progress
+from studies.results import confirm_seeds
+from studies.run_ends import RunEnds
+
+
+def confirm_key(labels: list[str], label: str, seed: int) -> str:
+    """A confirmation cell's key across drivers and attempts (safe characters only: an MLflow filter value)."""
+    return f"a{labels.index(label)}-s{seed}"
+
+
+def run_confirm(ctx: StudyContext, best: dict[str, dict]) -> dict[str, dict[int, float]]:
+    """Test accuracy by label and seed."""
+    spec = ctx.spec
+    cells = []
+    for label, params in best.items():
+        act = spec.activation(label)
+        for seed in confirm_seeds(spec):
+            cells.append({"label": label, "activation": act.name, "activation_params": act.params, "lr": params["lr"],
+                          "l2": params["l2"], "seed": seed, "trial_key": confirm_key(spec.labels, label, seed)})
+    finished = ctx.runs.finished_confirmations()
+    scores: dict[str, dict[int, float]] = {label: {} for label in best}
+    for c in cells:
+        if c["trial_key"] in finished:
+            scores[c["label"]][c["seed"]] = finished[c["trial_key"]]
+    todo = [c for c in cells if c["trial_key"] not in finished]
+    totals = {label: spec.confirm.seeds for label in best}
+
+    def progress_now() -> tuple[dict, dict]:
+        return {label: len(s) for label, s in scores.items()}, {label: max(s.values(), default=None) for label, s in scores.items()}
+
+    if todo:
+        done, top = progress_now()
+        tuner = ctx.tuner(
+            "confirm",
+            [ProgressCallback(ctx.study_id, "confirm", totals, done, top), RunEnds(ctx.mlflow_uri, spec.training.epochs)],
+            param_space={**ctx.base_config(), "kind": "confirm", "evaluate_test": True, "cell": tune.grid_search(todo)},
+            tune_config=tune.TuneConfig(metric="test_acc", mode="max", reuse_actors=True),
+        )
+        for result in tuner.fit():
+            cell, last = result.config["cell"], result.metrics or {}
+            if not result.error and "test_acc" in last and not last.get("diverged"):
+                scores[cell["label"]][cell["seed"]] = float(last["test_acc"])
+    ctx.runs.sweep("confirm")
+    done, top = progress_now()
+    emit(ctx.study_id, phase_progress("confirm", totals, done, {}, top))
+    return scores

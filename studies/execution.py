@@ -1,0 +1,98 @@
+"""What both phases of a study share: its folders, the trials' base config, and a fresh Tune experiment.
+
+Tune only executes: each driver builds new experiments from what the study's stores hold (Optuna for the
+search, MLflow for confirmation seeds) and never restores one; Tune saves its own state on its default
+schedule, for its own use.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from studies.spec import StudySpec
+from studies.study_mlflow import StudyRuns
+from studies.trial import study_trial
+
+TRIAL_RETRIES = 2  # infrastructure failures (a worker died) retried by Tune
+
+
+@dataclass
+class StudyPaths:
+    root: Path
+
+    @property
+    def tune(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Trials' checkpoints by trial key; on a multi-node cluster this folder must be shared storage."""
+        return self.root / "checkpoints"
+
+    @property
+    def optuna(self) -> Path:
+        """The search's journal (`actstudy run`; the service keeps it beside its database)."""
+        return self.root / "optuna.log"
+
+
+@dataclass
+class StudyContext:
+    spec: StudySpec
+    study_id: str
+    paths: StudyPaths
+    runs: StudyRuns
+    mlflow_uri: str
+
+    def base_config(self) -> dict:
+        """What every trial of the study shares; the phases add the activation, lr, l2, seed and key."""
+        spec, t = self.spec, self.spec.training
+        return {
+            "study_id": self.study_id,
+            "dataset": spec.dataset.name,
+            "data_root": spec.dataset.data_root,
+            "val_fraction": spec.dataset.val_fraction,
+            "model": spec.model.name,
+            "hidden": list(spec.model.hidden),
+            "epochs": t.epochs,
+            "batch_size": t.batch_size,
+            "optimizer": t.optimizer,
+            "schedule": t.schedule,
+            "warmup_epochs": t.warmup_epochs,
+            "momentum": t.momentum,
+            "nesterov": t.nesterov,
+            "l2_all": t.l2_all,
+            "seed": spec.seed,
+            "threads": max(1, int(spec.resources.cpus_per_trial)),
+            "device": "cuda" if spec.resources.gpus_per_trial > 0 else "cpu",
+            "checkpoint_root": str(self.paths.checkpoints),
+            "mlflow_uri": self.mlflow_uri,
+            "mlflow_experiment_id": self.runs.experiment_id,
+            "mlflow_parent_runs": dict(self.runs.activation_runs),
+        }
+
+    def tuner(self, phase: str, callbacks: list, **kwargs) -> tune.Tuner:
+        """A new Tune experiment for one phase of this driver (a unique name: earlier drivers' stay apart)."""
+        run_config = tune.RunConfig(
+            name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
+            storage_path=str(self.paths.tune),
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES),
+            callbacks=callbacks,
+            verbose=0,
+        )
+        resources = {"cpu": self.spec.resources.cpus_per_trial, "gpu": self.spec.resources.gpus_per_trial}
+        return tune.Tuner(tune.with_resources(study_trial, resources), run_config=run_config, **kwargs)
+
+
+def cluster_slots(spec: StudySpec) -> int:
+    """How many trials the Ray cluster fits at once: its CPUs, and its GPUs when trials take GPUs."""
+    have = ray.cluster_resources()
+    slots = int(have.get("CPU", 1) // spec.resources.cpus_per_trial)
+    if spec.resources.gpus_per_trial > 0:
+        slots = min(slots, int(have.get("GPU", 0) // spec.resources.gpus_per_trial))
+    return max(1, slots)
