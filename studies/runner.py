@@ -57,8 +57,10 @@ def ensure_ray(address: str | None = None) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow holds the curves
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    # Tune's experiment state is for Tune alone (a study never restores it): a missed copy is not the user's.
+    # Tune's experiment state and result files are for Tune alone (a study never restores from them, and
+    # writes no result.json): a missed copy or a missing file is nothing the user can act on.
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     runtime_env = {"env_vars": TRIAL_ENV}
     if address:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)

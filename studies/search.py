@@ -88,7 +88,9 @@ def make_sampler(spec: StudySpec, label: str, number: int = 0) -> optuna.sampler
     if kind == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     k = max(2, math.ceil(math.sqrt(spec.search.trials_per_activation)))
-    return optuna.samplers.GridSampler({"lr": _grid(spec.search.lr, k), "l2": _grid(spec.search.l2, k)}, seed=seed)
+    # The grid's seed shuffles its order once; trial n then takes point n of that order, so it stays fixed.
+    return optuna.samplers.GridSampler({"lr": _grid(spec.search.lr, k), "l2": _grid(spec.search.l2, k)},
+                                       seed=activation_seed(spec.seed, label))
 
 
 def search_space(spec: StudySpec) -> dict[str, FloatDistribution]:
@@ -111,6 +113,11 @@ def outcome(result: dict | None, epochs: int, error: bool = False) -> str:
 def trial_key(spec: StudySpec, label: str, root: int) -> str:
     """A search trial's key across drivers and attempts (only safe characters: it is an MLflow filter value)."""
     return f"a{spec.labels.index(label)}-t{root}"
+
+
+def _lost(t: FrozenTrial) -> bool:
+    """Failed without an outcome: the driver that ran it died (it runs again as a queued retry)."""
+    return t.state == TrialState.FAIL and OUTCOME not in t.user_attrs
 
 
 def _quietly(fn):
@@ -160,7 +167,7 @@ class PerActivationSearcher(Searcher):
         covered = {n for t in trials for n in _quietly(lambda: RetryHeartbeatStaleTrialCallback.retry_history(t))}
         retried = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-            if OUTCOME not in t.user_attrs and t.number not in covered:
+            if _lost(t) and t.number not in covered:
                 _quietly(lambda: RetryHeartbeatStaleTrialCallback()(study, t))
                 retried.append(t.number)
         return retried
@@ -179,9 +186,10 @@ class PerActivationSearcher(Searcher):
         if not ready:
             return None
         label = min(ready, key=lambda lb: (self.ended[lb] + self._running(lb), self.labels.index(lb)))
-        # Seeded by the number the next new trial gets (a queued retry keeps its own parameters).
-        study = self.study(label)
-        study = self.study(label, make_sampler(self.spec, label, len(study.get_trials(deepcopy=False))))
+        # Seeded by the place of the next new trial in the budget: trials lost with a driver do not count,
+        # so an interrupted search suggests what an uninterrupted one does (a queued retry keeps its parameters).
+        place = sum(1 for t in self.study(label).get_trials(deepcopy=False) if not _lost(t))
+        study = self.study(label, make_sampler(self.spec, label, place))
         trial = study.ask(dict(self.space))
         if ROOT not in trial.user_attrs:
             trial.set_user_attr(ROOT, trial.number)

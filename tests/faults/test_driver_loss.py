@@ -48,7 +48,7 @@ def test_a_killed_driver_is_relaunched_and_resumes(api, mlflow_server):
     view = StudyRunsView(mlflow_server.url, f"driverloss-{study_id}")
     wait_for(lambda: api.study(study_id)["status"] == "running" and view.runs("trial", "FINISHED"), 300,
              "a running study with a finished trial", proc=api.process, log=api.log)
-    finished_before = {r.data.tags["actstudy.trial_id"] for r in view.runs("trial", "FINISHED")}
+    finished_before = {r.data.tags["actstudy.trial_key"] for r in view.runs("trial", "FINISHED")}
     pids = subprocess.run(["pgrep", "-f", f"studies.driver {study_id}"], capture_output=True, text=True).stdout.split()
     assert pids, "no driver process found\n" + api.driver_log(study_id, 1)
     killed_at = time.time()
@@ -77,14 +77,14 @@ def test_a_killed_driver_is_relaunched_and_resumes(api, mlflow_server):
     for phase, per in (("search", 3), ("confirm", 1)):
         acts = s["progress"]["phases"][phase]["activations"]
         assert all(a["done"] == a["total"] == per for a in acts.values()), acts
-    assert "restoring search" in api.jobs().get_job_logs(f"actstudy-{study_id}-2")  # it resumed, not started over
+    assert "resuming study" in api.jobs().get_job_logs(f"actstudy-{study_id}-2")  # it resumed, not started over
 
     figures = view.no_loss_report(BUDGET)
     finished = view.runs("trial", "FINISHED")
-    assert finished_before <= {r.data.tags["actstudy.trial_id"] for r in finished}  # kept, not run again
+    assert finished_before <= {r.data.tags["actstudy.trial_key"] for r in finished}  # kept, not run again
     for run in finished:
         steps = [m.step for m in view.client.get_metric_history(run.info.run_id, "val_acc")]
-        assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.data.tags["actstudy.trial_id"], steps)
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.data.tags["actstudy.trial_key"], steps)
     assert set(api.results(study_id)["ranking"]) == {"relu", "telu"}
     figures.update(fault="study driver SIGKILLed", finished_before_kill=len(finished_before),
                    relaunched_after_s=round(relaunched_after, 1), study_done_after_s=round(done_after, 1))

@@ -52,7 +52,7 @@ def test_losing_a_worker_node_loses_no_trial(cluster, mlflow_server, tmp_path):
     try:
         def victim():
             """(a trial training on worker 1 with epochs to go, the trials finished so far), once there are both."""
-            finished = {r.data.tags["actstudy.trial_id"] for r in view.runs("trial", "FINISHED")}
+            finished = {r.data.tags["actstudy.trial_key"] for r in view.runs("trial", "FINISHED")}
             if not finished:
                 return None
             for run in view.runs("trial", "RUNNING"):
@@ -80,15 +80,15 @@ def test_losing_a_worker_node_loses_no_trial(cluster, mlflow_server, tmp_path):
     assert old.info.status == "FAILED", old.info
     retry = view.client.get_run(old.data.tags["actstudy.retried_as"])
     assert retry.info.status == "FINISHED" and retry.data.tags["actstudy.node_id"] == nodes[0]
-    assert retry.data.tags["actstudy.trial_id"] == interrupted.data.tags["actstudy.trial_id"]
+    assert retry.data.tags["actstudy.trial_key"] == interrupted.data.tags["actstudy.trial_key"]
     assert interrupted.info.run_id in retry.data.tags["actstudy.retry_of"].split(",")
     # Finished trials were kept, not run again, and every finished trial holds its whole curve.
     finished = view.runs("trial", "FINISHED")
-    assert finished_before <= {r.data.tags["actstudy.trial_id"] for r in finished}
+    assert finished_before <= {r.data.tags["actstudy.trial_key"] for r in finished}
     for run in finished:
         steps = [m.step for m in view.client.get_metric_history(run.info.run_id, "val_acc")]
-        assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.data.tags["actstudy.trial_id"], steps)
-    figures.update(fault="worker node killed", killed_trial=interrupted.data.tags["actstudy.trial_id"],
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), (run.data.tags["actstudy.trial_key"], steps)
+    figures.update(fault="worker node killed", killed_trial=interrupted.data.tags["actstudy.trial_key"],
                    retry_started_after_s=round(retry.info.start_time / 1000 - killed_at, 1),
                    study_done_after_s=round(study_s, 1), finished_before_kill=len(finished_before))
     print("FIGURES", json.dumps(figures))

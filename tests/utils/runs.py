@@ -89,8 +89,8 @@ class StudyRunsView:
         runs = self.runs(kind)
         by_id = {r.info.run_id: r for r in runs}
         finished = [r for r in runs if r.info.status == "FINISHED"]
-        counts = Counter(r.data.tags.get("actstudy.trial_id") for r in finished)
-        summary = sorted((r.data.tags.get("actstudy.trial_id"), r.info.status, r.data.tags.get("actstudy.retried_as", "")[:8])
+        counts = Counter(r.data.tags.get("actstudy.trial_key") for r in finished)
+        summary = sorted((r.data.tags.get("actstudy.trial_key"), r.info.status, r.data.tags.get("actstudy.retried_as", "")[:8])
                          for r in runs)
         assert len(counts) == budget, (f"{len(counts)} distinct finished trials, budget {budget}", summary)
         assert all(n == 1 for n in counts.values()), ("a finished trial ran again", counts, summary)
@@ -104,13 +104,13 @@ class StudyRunsView:
             while retry.info.status != "FINISHED" and retry.data.tags.get("actstudy.retried_as"):
                 retry = by_id[retry.data.tags["actstudy.retried_as"]]
             assert retry.info.status == "FINISHED", ("a retry chain does not end finished", summary)
-            assert retry.data.tags.get("actstudy.trial_id") == r.data.tags.get("actstudy.trial_id")
+            assert retry.data.tags.get("actstudy.trial_key") == r.data.tags.get("actstudy.trial_key")
             assert r.info.run_id in by_id[retry_id].data.tags.get("actstudy.retry_of", "").split(","), \
                 ("the retry does not name the failed attempt", by_id[retry_id].data.tags)
         running = [r.info.run_id for r in self.runs(kind=None, status="RUNNING")]
         assert running == [], ("runs left RUNNING", running)
         return {"trials": budget, "finished_runs": len(finished), "failed_attempts": len(failed),
-                "retried_trials": len({r.data.tags.get("actstudy.trial_id") for r in failed})}
+                "retried_trials": len({r.data.tags.get("actstudy.trial_key") for r in failed})}
 
 
 class ServeProcess:
