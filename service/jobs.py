@@ -1,5 +1,5 @@
 """Studies as Ray jobs: submission through Ray's Jobs API, and the reconciler that maps job states
-onto study states (and relaunches a driver that died, which then resumes from its Tune state)."""
+onto study states (and relaunches a driver that died, which then continues from the study's stores)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class JobLauncher:
             try:
                 return self.client.submit_job(
                     entrypoint=f"{s.driver_python or sys.executable} -m studies.driver {study.id}",
-                    submission_id=f"actstudy-{study.id}-{attempt}",
+                    submission_id=job_id_for(study.id, attempt),
                     runtime_env={"env_vars": env},
                     metadata={"study_id": study.id, "owner": study.owner, "attempt": str(attempt)},
                     entrypoint_num_cpus=0,  # the driver only orchestrates; trials hold the CPUs
@@ -87,13 +87,20 @@ class JobLauncher:
             return False
 
 
-def launch(store: RecordStore, jobs: JobLauncher, study_id: str) -> str:
-    """Submit (or relaunch) the study's driver; records the job id and the attempt."""
-    study = store.get(study_id)
-    attempt = study.attempts + 1
-    job_id = jobs.submit(study, attempt)
-    store.update(study_id, ray_job_id=job_id, attempts=attempt)
-    return job_id
+def job_id_for(study_id: str, attempt: int) -> str:
+    return f"actstudy-{study_id}-{attempt}"
+
+
+def launch(store: RecordStore, jobs: JobLauncher, study: Study) -> str | None:
+    """Submit the study's next driver attempt; None when another process has just taken it.
+
+    The attempt is decided by one compare-and-set on the study's row before anything is submitted, so
+    concurrent deciders (the reconciler in several API processes, a submission) launch exactly one driver.
+    """
+    job_id = job_id_for(study.id, study.attempts + 1)
+    if not store.claim_attempt(study.id, study.attempts, job_id):
+        return None
+    return jobs.submit(study, study.attempts + 1)
 
 
 def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attempts: int) -> str:
@@ -109,7 +116,7 @@ def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attem
         if study.attempts < max_attempts:
             log.warning("driver of study %s died (%s); relaunching, attempt %d", study.id, message, study.attempts + 1)
             try:
-                launch(store, jobs, study.id)
+                launch(store, jobs, study)
             except JobLauncherError as exc:
                 store.mark(study.id, StudyStatus.failed, error=f"driver died and could not be relaunched: {exc}")
         else:

@@ -4,19 +4,21 @@ import hashlib
 import json
 import math
 import secrets
+import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from studies.records._models import ApiToken, Study, StudyStatus
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_ACTIVE = (StudyStatus.queued.value, StudyStatus.running.value)
 
 
 def _finite(value):
@@ -50,6 +52,10 @@ def migrate(url: str) -> None:
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(cfg, "head")
+
+
+class _OverQuota(Exception):
+    pass
 
 
 def hash_token(token: str) -> str:
@@ -99,15 +105,37 @@ class RecordStore:
                 setattr(study, k, v)
             return True
 
-    def count_active(self, owner: str) -> int:
-        with self.sessions() as s:
-            active = [StudyStatus.queued.value, StudyStatus.running.value]
-            return s.scalar(select(func.count()).select_from(Study).where(Study.owner == owner, Study.status.in_(active))) or 0
+    def add_within_quota(self, study: Study, limit: int) -> bool:
+        """Insert `study` unless its owner already has `limit` queued or running studies: one atomic decision.
+
+        The insert comes first and the count after it, in one transaction that holds a per-owner lock: on
+        PostgreSQL an advisory lock; on SQLite the insert takes the database's write lock, so a concurrent
+        submission waits and then counts this one.
+        """
+        try:
+            with self.session() as s:
+                if s.get_bind().dialect.name == "postgresql":
+                    s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(f"quota:{study.owner}".encode())})
+                s.add(study)
+                s.flush()
+                active = s.scalar(select(func.count()).select_from(Study).where(Study.owner == study.owner, Study.status.in_(_ACTIVE)))
+                if active > limit:
+                    raise _OverQuota  # rolls the insert back
+        except _OverQuota:
+            return False
+        return True
+
+    def claim_attempt(self, study_id: str, seen: int, job_id: str) -> bool:
+        """Take driver attempt `seen + 1` (recording `job_id`) if the row still says `seen` and the study is
+        active: a compare-and-set, so of several processes deciding to launch, exactly one does."""
+        with self.session() as s:
+            taken = s.execute(update(Study).where(Study.id == study_id, Study.attempts == seen, Study.status.in_(_ACTIVE))
+                              .values(attempts=seen + 1, ray_job_id=job_id))
+            return taken.rowcount == 1
 
     def active(self) -> list[Study]:
         with self.sessions() as s:
-            active = [StudyStatus.queued.value, StudyStatus.running.value]
-            return list(s.scalars(select(Study).where(Study.status.in_(active))))
+            return list(s.scalars(select(Study).where(Study.status.in_(_ACTIVE))))
 
     # tokens
     def create_token(self, owner: str) -> str:

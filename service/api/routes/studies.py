@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from sqlalchemy import func, select
 
 from service.deps import CurrentCaller, JobsDep, SettingsDep, StoreDep
-from service.jobs import JobLauncherError, launch, reconcile_one
+from service.jobs import JobLauncherError, launch
 from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResults
 from studies.records import Study, StudyStatus
 from studies.spec import StudySpec
@@ -57,14 +57,13 @@ def _visible(store, caller, study_id: str) -> Study:
 @router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=_documented(400, 413, 429, 503))
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
-    if store.count_active(caller.owner) >= settings.max_active_studies_per_owner:
-        raise HTTPException(429, f"at most {settings.max_active_studies_per_owner} queued or running studies per owner")
     study_id = secrets.token_hex(6)
-    with store.session() as s:
-        s.add(Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
-                    status=StudyStatus.queued.value))
+    study = Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
+                  status=StudyStatus.queued.value, attempts=0)
+    if not store.add_within_quota(study, settings.max_active_studies_per_owner):
+        raise HTTPException(429, f"at most {settings.max_active_studies_per_owner} queued or running studies per owner")
     try:
-        launch(store, jobs, study_id)
+        launch(store, jobs, study)
     except JobLauncherError as exc:
         store.mark(study_id, StudyStatus.failed, error=str(exc))
         raise HTTPException(503, f"study {study_id} stored but not started: {exc}") from None
@@ -87,12 +86,9 @@ def list_studies(request: Request, caller: CurrentCaller, store: StoreDep,
 
 
 @router.get("/{study_id}", response_model=StudyPublic, summary="Status and progress of a study", responses=_documented(404))
-def read_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep, jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
-    study = _visible(store, caller, study_id)
-    if not StudyStatus(study.status).terminal:
-        reconcile_one(store, jobs, study, settings.max_driver_attempts)
-        study = store.get(study_id)
-    return _public(study, request)
+def read_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep) -> StudyPublic:
+    # Only reads: the reconciler alone follows the Ray job (and relaunches a dead driver).
+    return _public(_visible(store, caller, study_id), request)
 
 
 @router.get("/{study_id}/results", response_model=StudyResults, summary="Ranking, statistics, best params, MLflow links",
