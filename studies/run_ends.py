@@ -10,6 +10,7 @@ when Tune says the trial completed, was stopped, failed or is being retried.
 from __future__ import annotations
 
 import logging
+import time
 
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
@@ -31,11 +32,19 @@ def end_run(client: MlflowClient, run_id: str, status: str, failure: str | None 
 
 
 class RunEnds(tune.Callback):
-    """Ends the run of each trial of one experiment: FINISHED, KILLED (pruned) or FAILED (diverged, error)."""
+    """Ends the run of each trial of one experiment: FINISHED, KILLED (pruned) or FAILED (diverged, error).
+
+    An end that cannot be written (MLflow away) is kept and tried again at every later event, and at the
+    end of the experiment for up to END_WAIT_S, before the phase's sweep takes what is still RUNNING as lost.
+    """
+
+    END_WAIT_S = 300.0
 
     def __init__(self, mlflow_uri: str, epochs: int) -> None:
         self.uri, self.epochs = mlflow_uri, epochs
         self.runs: dict[str, str] = {}  # Tune trial id → the run of its current attempt
+        # Ends not written yet: (run id, or (experiment id, kind, trial key) to find it by, outcome, failure).
+        self.pending: list[tuple[str | tuple[str, str, str], str, str | None]] = []
         self._client: MlflowClient | None = None
 
     @property
@@ -44,18 +53,46 @@ class RunEnds(tune.Callback):
             self._client = MlflowClient(self.uri)
         return self._client
 
+    def _write_pending(self) -> bool:
+        """Write what can be written; True when nothing is left."""
+        left = []
+        for run, status, failure in self.pending:
+            try:
+                run_id = run if isinstance(run, str) else self._find(*run)
+                if run_id is None:
+                    # Not created yet (MLflow was away when the trial started), or never: an attempt that
+                    # failed before its first epoch may have none, and nothing waits for it.
+                    if status not in ("error", "lost"):
+                        left.append((run, status, failure))
+                    continue
+                end_run(self.client, run_id, status, failure)
+            except Exception as exc:  # noqa: BLE001 — MLflow away: try again later
+                log.warning("could not end the run of %s (%s) yet: %s", run, status, exc)
+                left.append((run, status, failure))
+        self.pending = left
+        return not left
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("mlflow_run_id"):
             self.runs[trial.trial_id] = result["mlflow_run_id"]
+        if self.pending:
+            self._write_pending()
+
+    def _find(self, experiment_id: str, kind: str, key: str) -> str | None:
+        found = self.client.search_runs(  # a key is made of [a-z0-9-] by the study: safe in a filter
+            [experiment_id], f"tags.`actstudy.trial_key` = '{key}' AND tags.`actstudy.kind` = '{kind}' "
+            "AND attributes.status = 'RUNNING'", max_results=1)
+        return found[0].info.run_id if found else None
 
     def _end(self, trial, status: str, failure: str | None = None) -> None:
-        run_id = self.runs.pop(trial.trial_id, None)
-        if run_id is None:
-            return  # never reported: the phase's sweep ends its run, if it made one
-        try:
-            end_run(self.client, run_id, status, failure)
-        except Exception as exc:  # noqa: BLE001 — MLflow away: the phase's sweep and the next driver settle it
-            log.warning("could not end run %s (%s): %s", run_id, status, exc)
+        run = self.runs.pop(trial.trial_id, None)
+        if run is None:  # no epoch reported its run (MLflow was away): find it by the trial's key
+            config = {**trial.config, **trial.config.get("cell", {})}
+            if not config.get("trial_key") or not config.get("mlflow_experiment_id"):
+                return
+            run = (config["mlflow_experiment_id"], config.get("kind", "trial"), config["trial_key"])
+        self.pending.append((run, status, failure))
+        self._write_pending()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
@@ -69,5 +106,12 @@ class RunEnds(tune.Callback):
         # Tune runs the trial again (a worker died); the next attempt's run points back to this one.
         self._end(trial, "lost", "attempt lost: its worker died; the trial was run again")
 
+    def on_experiment_end(self, trials, **info):
+        deadline = time.monotonic() + self.END_WAIT_S
+        while not self._write_pending() and time.monotonic() < deadline:
+            time.sleep(2)
+        if self.pending:
+            log.error("MLflow unreachable for %.0f s: %d run(s) not ended", self.END_WAIT_S, len(self.pending))
+
     def __getstate__(self):  # pickled into Tune's tuner.pkl; the client is rebuilt on use
-        return {"uri": self.uri, "epochs": self.epochs, "runs": {}, "_client": None}
+        return {"uri": self.uri, "epochs": self.epochs, "runs": {}, "pending": [], "_client": None}

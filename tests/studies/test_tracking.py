@@ -1,12 +1,14 @@
-"""MlflowTrialRecorder on a real `mlflow server`: one run per attempt, a retry points back to the attempt it
-replaces, and an attempt that re-enters a trial that had already ended (Tune restarted it from its last
-checkpoint after a driver restore) leaves that trial's run as it was."""
+"""A trial's MLflow run on a real `mlflow server`: the trial side (MlflowTrialRecorder) logs one run per
+attempt, a retry points back to the attempt it replaces; the driver side (RunEnds, a Tune callback) ends
+each run with the status Tune decided, also a run no epoch reported (found by its trial key)."""
 
 from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
+from ray.tune.experiment import Trial
 
+from studies.run_ends import RunEnds
 from studies.tracking import MlflowTrialRecorder
 from workers.train import TrialConfig, TrialResult
 
@@ -19,7 +21,7 @@ def setup(mlflow_server, request):
     exp = client.create_experiment(f"tracking-{request.node.name}")
     parent = client.create_run(exp).info.run_id
     config = {"mlflow_uri": mlflow_server.url, "mlflow_experiment_id": exp, "mlflow_parent_runs": {"relu": parent},
-              "label": "relu", "kind": "trial", "epochs": EPOCHS, "lr": 0.01, "l2": 0.0}
+              "label": "relu", "kind": "trial", "trial_key": "a0-t0", "epochs": EPOCHS, "lr": 0.01, "l2": 0.0}
     return client, exp, config
 
 
@@ -37,16 +39,50 @@ def attempt(config, previous=None, history=None, epochs=()):
     return rec
 
 
+def tune_trial(config, last_result, trial_id="t0"):
+    t = Trial("fn", config=dict(config), stub=True, trial_id=trial_id)
+    t.run_metadata.last_result = last_result
+    return t
+
+
 def runs(client, exp):
     return client.search_runs([exp], "tags.`actstudy.kind` = 'trial'")
 
 
-def test_an_attempt_is_one_finished_run_with_every_epoch(setup):
+def test_an_attempt_is_one_run_the_driver_ends(setup, mlflow_server):
     client, exp, config = setup
     rec = attempt(config, epochs=records(EPOCHS))
     (run,) = runs(client, exp)
-    assert run.info.run_id == rec.run_id and run.info.status == "FINISHED"
+    assert run.info.run_id == rec.run_id and run.info.status == "RUNNING"  # the trial does not end it
     assert [m.step for m in client.get_metric_history(rec.run_id, "val_acc")] == [1, 2, 3]
+    ends = RunEnds(mlflow_server.url, EPOCHS)
+    trial = tune_trial(config, {"epoch": EPOCHS, "val_acc": 0.3, **rec.metrics()})
+    ends.on_trial_result(0, [trial], trial, trial.last_result)
+    ends.on_trial_complete(0, [trial], trial)
+    run = client.get_run(rec.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["actstudy.status"] == "completed"
+
+
+@pytest.mark.parametrize("last, status, tag", [({"epoch": 1}, "KILLED", "pruned"),
+                                               ({"epoch": 2, "diverged": True}, "FAILED", "diverged")])
+def test_the_driver_ends_a_run_no_epoch_reported_by_its_key(setup, mlflow_server, last, status, tag):
+    """MLflow was away when the trial started: its reports carried no run id, its run came later."""
+    client, exp, config = setup
+    rec = attempt(config, epochs=records(2))
+    ends = RunEnds(mlflow_server.url, EPOCHS)
+    trial = tune_trial(config, last)
+    ends.on_trial_complete(0, [trial], trial)
+    run = client.get_run(rec.run_id)
+    assert (run.info.status, run.data.tags["actstudy.status"]) == (status, tag)
+    assert ends.pending == []
+
+
+def test_a_trial_that_failed_before_its_run_holds_nothing_up(setup, mlflow_server):
+    _, _, config = setup
+    ends = RunEnds(mlflow_server.url, EPOCHS)
+    trial = tune_trial({**config, "trial_key": "a0-t9"}, {})
+    ends.on_trial_error(0, [trial], trial)
+    assert ends.pending == []
 
 
 def test_a_retry_from_a_checkpoint_replaces_the_interrupted_run(setup):
@@ -60,17 +96,17 @@ def test_a_retry_from_a_checkpoint_replaces_the_interrupted_run(setup):
     by_id = {r.info.run_id: r for r in runs(client, exp)}
     assert by_id[first.run_id].info.status == "FAILED"
     assert by_id[first.run_id].data.tags["actstudy.retried_as"] == second.run_id
-    assert by_id[second.run_id].info.status == "FINISHED"
+    assert by_id[second.run_id].data.tags["actstudy.retry_of"] == first.run_id
     assert [m.step for m in client.get_metric_history(second.run_id, "val_acc")] == [1, 2, 3]
 
 
-def test_re_entering_a_trial_that_had_ended_keeps_its_run(setup):
+def test_a_retry_after_a_driver_died_finds_the_lost_attempt_by_key(setup):
+    """No checkpoint, so no run id handed over: the retry finds the earlier attempt by its trial key."""
     client, exp, config = setup
-    first = attempt(config, epochs=records(EPOCHS))
-    before = client.get_run(first.run_id)
-    again = attempt(config, previous=first.state(), history=records(EPOCHS))  # nothing left to train
-    assert again.run_id == first.run_id
-    (run,) = runs(client, exp)  # no second run
-    assert run.info.status == "FINISHED" and run.info.end_time == before.info.end_time
-    assert "actstudy.retried_as" not in run.data.tags
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3]
+    cfg = TrialConfig.from_dict(config)
+    first = MlflowTrialRecorder()
+    first.start(cfg, config, None, None)
+    first.flush()
+    second = attempt(config, epochs=records(EPOCHS))
+    old = client.get_run(first.run_id)
+    assert old.info.status == "FAILED" and old.data.tags["actstudy.retried_as"] == second.run_id
