@@ -312,3 +312,16 @@ def test_cli_train_bad_input_is_a_clear_error(flag, value):
     # The last line is the error (the progress bar, when not --json, may have drawn itself above it).
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("actstudy train: ") and repr(value) in last
+
+
+def test_checkpoint_dir_keeps_the_newest_epoch_written_whole(tmp_path):
+    """workers.trainable.CheckpointDir: what every attempt of a trial continues from."""
+    from workers.trainable import CheckpointDir
+
+    store = CheckpointDir(tmp_path / "a0-t0")
+    assert store.latest() is None
+    train(cpu(epochs=3), on_epoch=lambda r, state: store.save(state()))
+    assert sorted(p.name for p in (tmp_path / "a0-t0").iterdir()) == ["epoch-00003"]
+    (tmp_path / "a0-t0" / ".tmp-half-written").mkdir()  # a writer killed mid-save leaves only a hidden folder
+    latest = store.latest()
+    assert latest.epoch == 3 and [r["epoch"] for r in latest.history] == [1, 2, 3]
