@@ -146,16 +146,12 @@ class PerActivationSearcher(Searcher):
         self.epochs = spec.training.epochs
         self.space = search_space(spec)
         self.asked: dict[str, tuple[str, optuna.Trial]] = {}  # Tune trial id → (label, Optuna trial)
-        self.retried: dict[str, list[int]] = {}
-        self.ended: dict[str, int] = {}
-        for label in self.labels:
-            study = self.study(label)
-            self.retried[label] = self._recover(study)
-            self.ended[label] = sum(1 for t in study.get_trials(deepcopy=False) if OUTCOME in t.user_attrs)
-
-    def study(self, label: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-        return optuna.create_study(storage=self.storage, study_name=f"{self.study_id}/{label}", direction="maximize",
-                                   sampler=sampler or make_sampler(self.spec, label), load_if_exists=True)
+        self._studies = {label: optuna.create_study(storage=storage, study_name=f"{study_id}/{label}", direction="maximize",
+                                                    sampler=make_sampler(spec, label), load_if_exists=True)
+                         for label in self.labels}
+        self.retried = {label: self._recover(study) for label, study in self._studies.items()}
+        self.ended = {label: sum(1 for t in study.get_trials(deepcopy=False) if OUTCOME in t.user_attrs)
+                      for label, study in self._studies.items()}
 
     @staticmethod
     def _recover(study: optuna.Study) -> list[int]:
@@ -188,8 +184,9 @@ class PerActivationSearcher(Searcher):
         label = min(ready, key=lambda lb: (self.ended[lb] + self._running(lb), self.labels.index(lb)))
         # Seeded by the place of the next new trial in the budget: trials lost with a driver do not count,
         # so an interrupted search suggests what an uninterrupted one does (a queued retry keeps its parameters).
-        place = sum(1 for t in self.study(label).get_trials(deepcopy=False) if not _lost(t))
-        study = self.study(label, make_sampler(self.spec, label, place))
+        study = self._studies[label]
+        place = sum(1 for t in study.get_trials(deepcopy=False) if not _lost(t))
+        study.sampler = make_sampler(self.spec, label, place)
         trial = study.ask(dict(self.space))
         if ROOT not in trial.user_attrs:
             trial.set_user_attr(ROOT, trial.number)
@@ -212,7 +209,7 @@ class PerActivationSearcher(Searcher):
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
         try:
-            self.study(label).tell(trial.number, value if state == TrialState.COMPLETE else None, state=state)
+            self._studies[label].tell(trial, value if state == TrialState.COMPLETE else None, state=state)
         except RuntimeError as exc:  # GridSampler calls Study.stop() once its grid is spent: not in ask-and-tell
             if "Study.stop" not in str(exc):
                 raise
@@ -224,12 +221,12 @@ class PerActivationSearcher(Searcher):
         for label in self.labels:
             out[label] = [{"number": t.number, "key": trial_key(self.spec, label, t.user_attrs.get(ROOT, t.number)),
                            "lr": t.params["lr"], "l2": t.params["l2"], **t.user_attrs[OUTCOME]}
-                          for t in self.study(label).get_trials(deepcopy=False) if OUTCOME in t.user_attrs]
+                          for t in self._studies[label].get_trials(deepcopy=False) if OUTCOME in t.user_attrs]
         return out
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each activation's Optuna study (for the history and importance plots)."""
-        return {label: self.study(label) for label in self.labels}
+        return dict(self._studies)
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the state is in Optuna storage (and no file means no copy for Tune to sync)."""
@@ -240,7 +237,7 @@ class PerActivationSearcher(Searcher):
     def __getstate__(self):
         # Tune pickles its configuration (tuner.pkl) for a restore this project never does: the storage and
         # the live trials stay out of it.
-        return {k: v for k, v in self.__dict__.items() if k not in ("storage", "asked")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("storage", "asked", "_studies")}
 
 
 class PerActivationScheduler(FIFOScheduler):
