@@ -61,6 +61,7 @@ def ensure_ray(address: str | None = None) -> None:
     # writes no result.json): a missed copy or a missing file is nothing the user can act on.
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)  # "Wrote the latest version of … experiment state"
     runtime_env = {"env_vars": TRIAL_ENV}
     if address:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
