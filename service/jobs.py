@@ -97,10 +97,10 @@ def launch(store: RecordStore, jobs: JobLauncher, study: Study) -> str | None:
     The attempt is decided by one compare-and-set on the study's row before anything is submitted, so
     concurrent deciders (the reconciler in several API processes, a submission) launch exactly one driver.
     """
-    job_id = job_id_for(study.id, study.attempts + 1)
-    if not store.claim_attempt(study.id, study.attempts, job_id):
+    attempt = study.attempts + 1
+    if not store.claim_attempt(study.id, study.attempts, job_id_for(study.id, attempt)):
         return None
-    return jobs.submit(study, study.attempts + 1)
+    return jobs.submit(study, attempt)
 
 
 def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attempts: int) -> str:

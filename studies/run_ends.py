@@ -17,9 +17,10 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from studies.search import outcome
-from studies.tracking import RUN_STATUS
+from studies.tracking import attempts_filter
 
 log = logging.getLogger(__name__)
+RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}  # outcome → MLflow
 
 
 def end_run(client: MlflowClient, run_id: str, status: str, failure: str | None = None) -> None:
@@ -79,9 +80,8 @@ class RunEnds(tune.Callback):
             self._write_pending()
 
     def _find(self, experiment_id: str, kind: str, key: str) -> str | None:
-        found = self.client.search_runs(  # a key is made of [a-z0-9-] by the study: safe in a filter
-            [experiment_id], f"tags.`actstudy.trial_key` = '{key}' AND tags.`actstudy.kind` = '{kind}' "
-            "AND attributes.status = 'RUNNING'", max_results=1)
+        found = self.client.search_runs(
+            [experiment_id], f"{attempts_filter(kind, key)} AND attributes.status = 'RUNNING'", max_results=1)
         return found[0].info.run_id if found else None
 
     def _end(self, trial, status: str, failure: str | None = None) -> None:

@@ -60,7 +60,10 @@ def activation_kind(snap: dict) -> str:
     return "lslu" if "theta" in snap else "pwlu"
 
 
-RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}  # outcome → MLflow
+def attempts_filter(kind: str, key: str) -> str:
+    """An MLflow filter for the runs of one trial's attempts. The study builds keys of [a-z0-9-] only,
+    so the key is safe inside the filter string."""
+    return f"tags.`actstudy.trial_key` = '{key}' AND tags.`actstudy.kind` = '{kind}'"
 
 
 class MlflowTrialRecorder(TrialRecorder):
@@ -132,11 +135,9 @@ class MlflowTrialRecorder(TrialRecorder):
         if self._previous:
             earlier.add(self._previous)
         key = self._tags["actstudy.trial_key"]
-        if key:  # made of [a-z0-9-] by the study: safe inside a filter string
+        if key:
             found = self.client.search_runs(
-                [self._experiment_id],
-                f"tags.`actstudy.trial_key` = '{key}' AND tags.`actstudy.kind` = '{self._tags['actstudy.kind']}'",
-                max_results=100)
+                [self._experiment_id], attempts_filter(self._tags["actstudy.kind"], key), max_results=100)
             earlier |= {r.info.run_id for r in found if r.info.status in ("RUNNING", "FAILED")
                         and "actstudy.retried_as" not in r.data.tags and r.data.tags.get("actstudy.status") != "diverged"}
         earlier.discard(self.run_id)
