@@ -188,7 +188,14 @@ def train(
     resume: TrainState | None = None,
     dataset: Dataset | None = None,
 ) -> TrialResult:
-    """Train `cfg`, calling `on_epoch(record, state)` after every epoch; continue from `resume` if given."""
+    """Train `cfg`, calling `on_epoch(record, state)` after every epoch; continue from `resume` if given.
+
+    A `resume` that had already ended (every epoch run, or diverged) is returned as it ended: nothing trains.
+    """
+    if resume is not None and resume.history and (resume.epoch >= cfg.epochs or resume.history[-1]["diverged"]):
+        diverged = bool(resume.history[-1]["diverged"])
+        return TrialResult("diverged" if diverged else "completed", resume.epoch, list(resume.history),
+                           diverged_at=resume.epoch if diverged else None)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     data = dataset or load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, data_root=cfg.data_root)

@@ -101,15 +101,6 @@ def run_trial(config: dict, recorder: TrialRecorder | None = None, *, checkpoint
             checkpoints.save(snapshot)
         tune.report(metrics)
 
-    if resume is not None and resume.history and (resume.epoch >= cfg.epochs or resume.history[-1]["diverged"]):
-        # A retry of an attempt that had ended (its driver died before recording the end): nothing to train;
-        # Tune hears the last epoch again, so this attempt ends as that one did.
-        last = resume.history[-1]
-        tune.report({**flat_metrics(last), **recorder.metrics()})
-        result = TrialResult("diverged" if last["diverged"] else "completed", resume.epoch, resume.history,
-                             diverged_at=resume.epoch if last["diverged"] else None)
-        recorder.end(result)
-        return result
     try:
         result = train(cfg, on_epoch=on_epoch, resume=resume)
     except SystemExit:  # how Tune's function runner ends a trial its scheduler stopped
@@ -122,6 +113,10 @@ def run_trial(config: dict, recorder: TrialRecorder | None = None, *, checkpoint
     except BaseException as exc:
         recorder.failed(exc)
         raise
+    if not reported and result.history:
+        # A retry of an attempt that had ended (its driver died before recording the end): nothing trained,
+        # so Tune hears the last epoch again and this attempt ends as that one did.
+        tune.report({**flat_metrics(result.final), **recorder.metrics()})
     recorder.end(result)
     return result
 

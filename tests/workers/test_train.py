@@ -325,3 +325,21 @@ def test_checkpoint_dir_keeps_the_newest_epoch_written_whole(tmp_path):
     (tmp_path / "a0-t0" / ".tmp-half-written").mkdir()  # a writer killed mid-save leaves only a hidden folder
     latest = store.latest()
     assert latest.epoch == 3 and [r["epoch"] for r in latest.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("ended", ["finished", "diverged"])
+def test_resuming_an_attempt_that_had_ended_trains_nothing(ended, tmp_path):
+    """A retry after a driver died can find the trial's last checkpoint: it ends as that attempt did."""
+    cfg = cpu(epochs=3)
+    full = train(cfg, on_epoch=lambda r, state: state().save(tmp_path) if r["epoch"] == 2 else None)
+    saved = TrainState.load(tmp_path)
+    if ended == "finished":
+        saved.epoch = cfg.epochs
+    else:
+        saved.history[-1]["diverged"] = True
+    seen = []
+    result = train(cfg, resume=saved, on_epoch=lambda r, state: seen.append(r))
+    assert seen == []  # no epoch trained
+    assert result.history == saved.history and result.epochs_run == saved.epoch
+    assert result.status == ("completed" if ended == "finished" else "diverged")
+    assert len(full.history) == 3
