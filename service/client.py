@@ -9,7 +9,9 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+from service.models import StudyPublic, StudyResultsPublic
+from studies.console import progress_table
+from studies.records import StudyStatus
 
 
 class ApiError(RuntimeError):
@@ -42,22 +44,21 @@ class Client:
             raise ApiError(f"{r.status_code}: {detail}{hint}")
         return r.json()
 
-    def submit(self, spec: dict) -> dict:
-        return self._call("POST", "/studies", json=spec)
+    def submit(self, spec: dict) -> StudyPublic:
+        return StudyPublic.model_validate(self._call("POST", "/studies", json=spec))
 
-    def study(self, study_id: str) -> dict:
-        return self._call("GET", f"/studies/{study_id}")
+    def study(self, study_id: str) -> StudyPublic:
+        return StudyPublic.model_validate(self._call("GET", f"/studies/{study_id}"))
 
-    def results(self, study_id: str) -> dict:
-        return self._call("GET", f"/studies/{study_id}/results")
+    def results(self, study_id: str) -> StudyResultsPublic:
+        return StudyResultsPublic.model_validate(self._call("GET", f"/studies/{study_id}/results"))
 
-    def cancel(self, study_id: str) -> dict:
-        return self._call("POST", f"/studies/{study_id}/cancel")
+    def cancel(self, study_id: str) -> StudyPublic:
+        return StudyPublic.model_validate(self._call("POST", f"/studies/{study_id}/cancel"))
 
-    def wait(self, study_id: str, *, console: Console | None = None, poll_s: float = 1.0, timeout_s: float | None = None) -> dict:
+    def wait(self, study_id: str, *, console: Console | None = None, poll_s: float = 1.0,
+             timeout_s: float | None = None) -> StudyPublic:
         """Follow a study until it ends, with a live progress table when a console is given."""
-        from studies.console import progress_table
-
         deadline = time.monotonic() + timeout_s if timeout_s else None
         live = Live(console=console, refresh_per_second=2) if console else None
         if live:
@@ -66,33 +67,28 @@ class Client:
             while True:
                 study = self.study(study_id)
                 if live:
-                    progress = (study.get("progress") or {})
-                    phase = progress.get("phase")
-                    if phase:
-                        live.update(progress_table(progress["phases"][phase], title=f"{study_id}: {study['status']}, {phase}"))
-                    else:
-                        live.update(f"{study_id}: {study['status']} ...")
-                if study["status"] in TERMINAL:
+                    phase = study.progress.current() if study.progress else None
+                    live.update(progress_table(phase, title=f"{study_id}: {study.status}, {phase.phase}") if phase
+                                else f"{study_id}: {study.status} ...")
+                if StudyStatus(study.status).terminal:
                     return study
                 if deadline and time.monotonic() > deadline:
-                    raise ApiError(f"study {study_id} still {study['status']} after {timeout_s:.0f} s")
+                    raise ApiError(f"study {study_id} still {study.status} after {timeout_s:.0f} s")
                 time.sleep(poll_s)
         finally:
             if live:
                 live.stop()
 
 
-def print_status(console: Console, study: dict) -> None:
-    console.print(f"study {study['id']} ({study['name']}): [bold]{study['status']}[/bold]")
+def print_status(console: Console, study: StudyPublic) -> None:
+    console.print(f"study {study.id} ({study.name}): [bold]{study.status}[/bold]")
     for key in ("created_at", "started_at", "finished_at"):
-        if study.get(key):
-            console.print(f"  {key.replace('_', ' ')}: {study[key]}")
-    if study.get("error"):
-        console.print(f"  error: {study['error']}")
-    if study.get("links", {}).get("mlflow"):
-        console.print(f"  MLflow: {study['links']['mlflow']}")
-    progress = study.get("progress") or {}
-    if progress.get("phase"):
-        from studies.console import progress_table
-
-        console.print(progress_table(progress["phases"][progress["phase"]]))
+        if getattr(study, key):
+            console.print(f"  {key.replace('_', ' ')}: {getattr(study, key)}")
+    if study.error:
+        console.print(f"  error: {study.error}")
+    if study.links.mlflow:
+        console.print(f"  MLflow: {study.links.mlflow}")
+    phase = study.progress.current() if study.progress else None
+    if phase:
+        console.print(progress_table(phase))

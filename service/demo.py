@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 
 from service.client import Client
-from studies.console import ranking_table
+from studies.console import print_results
 from studies.local_services import free_port
 from studies.spec import load_spec
 
@@ -85,18 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     client = Client(url, token)
     spec = load_spec(args.spec)
     study = client.submit(spec.model_dump(mode="json"))
-    console.print(f"submitted {args.spec} as study [bold]{study['id']}[/bold] (POST {url}/api/v1/studies)")
+    console.print(f"submitted {args.spec} as study [bold]{study.id}[/bold] (POST {url}/api/v1/studies)")
     t1 = time.monotonic()
-    study = client.wait(study["id"], console=console)
-    console.print(f"study {study['id']}: [bold]{study['status']}[/bold] in {time.monotonic() - t1:.0f} s")
+    study = client.wait(study.id, console=console)
+    console.print(f"study {study.id}: [bold]{study.status}[/bold] in {time.monotonic() - t1:.0f} s")
     code = 0
-    if study["status"] == "succeeded":
-        results = client.results(study["id"])
-        console.print(ranking_table({**results, "name": spec.name, "seeds": [0] * spec.confirm.seeds}))
-        console.print(f"best activation: [bold]{results['best_activation']}[/bold]")
-        console.print(f"MLflow UI for this study: {results['mlflow']['parent_run_url']}")
+    if study.status == "succeeded":
+        print_results(console, client.results(study.id))
     else:
-        console.print(f"[red]error: {study.get('error')}[/red]")
+        console.print(f"[red]error: {study.error}[/red]")
         code = 1
     console.print(f"demo wall time {time.monotonic() - t0:.0f} s")
     if args.stop_after:
@@ -104,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("stack stopped")
     else:
         console.print(f"the stack is still running (pid {pid}); stop it with: [bold]make stop[/bold]  (or kill {pid})")
-        console.print(f"try: ACTSTUDY_URL={url} ACTSTUDY_TOKEN={token} .venv/bin/actstudy status {study['id']}")
+        console.print(f"try: ACTSTUDY_URL={url} ACTSTUDY_TOKEN={token} .venv/bin/actstudy status {study.id}")
     return code
 
 

@@ -1,4 +1,7 @@
-"""API models, in families: StudyPublic, StudiesPublic, StudyResults, ActivationPublic, and the error Message."""
+"""API models, in families: StudyPublic, StudiesPublic, StudyResultsPublic, ActivationPublic, and the error Message.
+
+Progress and results are the study layer's own models (studies.schema), so the OpenAPI schema documents
+exactly what a driver writes."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, field_validator
+
+from studies.schema import StudyProgress, StudyResults
 
 
 class Links(BaseModel):
@@ -20,7 +25,7 @@ class StudyPublic(BaseModel):
     name: str
     owner: str
     status: str
-    progress: dict[str, Any] | None = None
+    progress: StudyProgress | None = None
     error: str | None = None
     ray_job_id: str | None = None
     attempts: int = 0
@@ -41,14 +46,11 @@ class StudiesPublic(BaseModel):
     count: int
 
 
-class StudyResults(BaseModel):
+class StudyResultsPublic(StudyResults):
+    """A succeeded study's results, with its id and status."""
+
     id: str
     status: str
-    ranking: list[str]
-    best_activation: str | None
-    baseline: str
-    activations: dict[str, Any]
-    mlflow: dict[str, Any] | None = None
 
 
 class Message(BaseModel):

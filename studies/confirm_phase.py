@@ -43,7 +43,7 @@ def run_confirm(ctx: StudyContext, best: dict[str, dict]) -> dict[str, dict[int,
         tuner = ctx.tuner(
             "confirm",
             [ProgressCallback(ctx.study_id, "confirm", totals, done, top), RunEnds(ctx.mlflow_uri, spec.training.epochs)],
-            param_space={**ctx.base_config(), "kind": "confirm", "evaluate_test": True, "cell": tune.grid_search(todo)},
+            param_space={**ctx.base_config("confirm"), "cell": tune.grid_search(todo)},
             tune_config=tune.TuneConfig(metric="test_acc", mode="max", reuse_actors=True),
         )
         for result in tuner.fit():

@@ -11,19 +11,19 @@ from rich.table import Table
 
 from studies import report
 from studies.progress import ProgressSink
+from studies.schema import PhaseProgress, StudyResults
 from studies.spec import StudySpec
 
 
-def progress_table(progress: dict, title: str = "") -> Table:
-    phase = progress.get("phase", "search")
-    metric = "best test acc" if phase == "confirm" else "best val acc"
-    table = Table(title=title or f"{phase}", expand=False)
-    for col in ("activation", "trials", "", "running", metric):
+def progress_table(progress: PhaseProgress, title: str = "") -> Table:
+    confirm = progress.phase == "confirm"
+    table = Table(title=title or progress.phase, expand=False)
+    for col in ("activation", "seeds" if confirm else "trials", "", "running", "best test acc" if confirm else "best val acc"):
         table.add_column(col)
-    for label, a in progress.get("activations", {}).items():
-        best = "-" if a.get("best") is None else f"{a['best']:.4f}"
-        table.add_row(label, f"{a['done']}/{a['total']}", ProgressBar(total=max(1, a["total"]), completed=a["done"], width=24),
-                      str(a.get("running", 0)), best)
+    for label, a in progress.activations.items():
+        best = "-" if a.best is None else f"{a.best:.4f}"
+        table.add_row(label, f"{a.done}/{a.total}", ProgressBar(total=max(1, a.total), completed=a.done, width=24),
+                      str(a.running), best)
     return table
 
 
@@ -43,7 +43,7 @@ class RichProgress(ProgressSink):
         self.live = Live(console=self.console, refresh_per_second=2, transient=False)
         self.live.start()
 
-    def update(self, progress: dict) -> None:
+    def update(self, progress: PhaseProgress) -> None:
         if self.live is not None:
             self.live.update(Group(progress_table(progress)))
 
@@ -52,16 +52,16 @@ class RichProgress(ProgressSink):
             self.live.stop()
             self.live = None
 
-    def finished(self, results: dict) -> None:
+    def finished(self, results: StudyResults) -> None:
         self._stop()
 
     def failed(self, reason: str) -> None:
         self._stop()
 
 
-def ranking_table(results: dict) -> Table:
-    table = Table(title=f"{results['name']} — ranking by test accuracy ({len(results['seeds'])} seeds, baseline {results['baseline']})")
-    for col in ("#", "activation", "test acc", "95% CI", f"Δ vs {results['baseline']}", "p (Holm)", "lr", "l2"):
+def ranking_table(results: StudyResults) -> Table:
+    table = Table(title=f"{results.name} — ranking by test accuracy ({len(results.seeds)} seeds, baseline {results.baseline})")
+    for col in ("#", "activation", "test acc", "95% CI", f"Δ vs {results.baseline}", "p (Holm)", "lr", "l2"):
         table.add_column(col, justify="right" if col not in ("activation",) else "left")
     for r in report.ranking_rows(results):
         diff = r["diff_vs_baseline"]
@@ -74,3 +74,11 @@ def ranking_table(results: dict) -> Table:
             "-" if r["best_lr"] is None else f"{r['best_lr']:.3g}", "-" if r["best_l2"] is None else f"{r['best_l2']:.3g}",
         )
     return table
+
+
+def print_results(console: Console, results: StudyResults) -> None:
+    """The ranking, the winner and where to browse the study in MLflow."""
+    console.print(ranking_table(results))
+    console.print(f"best activation: [bold]{results.best_activation}[/bold]")
+    if results.mlflow is not None:
+        console.print(f"MLflow parent run: {results.mlflow.parent_run_url or results.mlflow.parent_run_id}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from studies.records import RecordStore, StudyStatus
 from studies.progress import ProgressSink
 from studies.runner import run_study
+from studies.schema import PhaseProgress, StudyProgress, StudyResults
 from studies.spec import StudySpec, parse_spec
 
 log = logging.getLogger("studies.driver")
@@ -31,13 +32,14 @@ class RecordSink(ProgressSink):
     def __init__(self, store: RecordStore, study_id: str, every_s: float = 1.0) -> None:
         self.store, self.study_id, self.every_s = store, study_id, every_s
         self._last = 0.0
-        self._phases: dict[str, dict] = {}
+        self.progress = StudyProgress()
 
     def started(self, spec: StudySpec, study_id: str, parent_url: str | None) -> None:
         self.store.mark(study_id, StudyStatus.running)
 
-    def update(self, progress: dict) -> None:
-        self._phases[progress["phase"]] = progress
+    def update(self, progress: PhaseProgress) -> None:
+        self.progress.phases[progress.phase] = progress
+        self.progress.phase = progress.phase
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self._last = now
@@ -45,13 +47,14 @@ class RecordSink(ProgressSink):
 
     def _write(self) -> None:
         try:
-            self.store.update(self.study_id, progress={"phases": self._phases, "phase": next(reversed(self._phases), None)})
+            self.store.update(self.study_id, progress=self.progress.model_dump(mode="json"))
         except Exception as exc:  # noqa: BLE001 — a database blip must not stop the study
             log.warning("could not write progress: %s", exc)
 
-    def finished(self, results: dict) -> None:
+    def finished(self, results: StudyResults) -> None:
         self._write()
-        self.store.mark(self.study_id, StudyStatus.succeeded, results=results, mlflow=results.get("mlflow"), error=None)
+        stored = results.model_dump(mode="json")
+        self.store.mark(self.study_id, StudyStatus.succeeded, results=stored, mlflow=stored["mlflow"], error=None)
 
     def failed(self, reason: str) -> None:
         self._write()

@@ -49,32 +49,15 @@ class StudyContext:
     runs: StudyRuns
     mlflow_uri: str
 
-    def base_config(self) -> dict:
-        """What every trial of the study shares; the phases add the activation, lr, l2, seed and key."""
-        spec, t = self.spec, self.spec.training
-        return {
-            "study_id": self.study_id,
-            "dataset": spec.dataset.name,
-            "data_root": spec.dataset.data_root,
-            "val_fraction": spec.dataset.val_fraction,
-            "model": spec.model.name,
-            "hidden": list(spec.model.hidden),
-            "epochs": t.epochs,
-            "batch_size": t.batch_size,
-            "optimizer": t.optimizer,
-            "schedule": t.schedule,
-            "warmup_epochs": t.warmup_epochs,
-            "momentum": t.momentum,
-            "nesterov": t.nesterov,
-            "l2_all": t.l2_all,
-            "seed": spec.seed,
-            "threads": max(1, int(spec.resources.cpus_per_trial)),
-            "device": "cuda" if spec.resources.gpus_per_trial > 0 else "cpu",
-            "checkpoint_root": str(self.paths.checkpoints),
-            "mlflow_uri": self.mlflow_uri,
-            "mlflow_experiment_id": self.runs.experiment_id,
-            "mlflow_parent_runs": dict(self.runs.activation_runs),
-        }
+    def base_config(self, kind: str) -> dict:
+        """The Tune config every trial of a phase shares (see studies.trial); the phase adds the activation,
+        lr, l2, seed, label and key."""
+        shared = self.spec.trial_config(evaluate_test=kind == "confirm").to_dict()
+        for per_trial in ("activation", "activation_params", "lr", "l2"):  # each trial's own, never a default
+            del shared[per_trial]
+        return {**shared, "study_id": self.study_id, "kind": kind, "checkpoint_root": str(self.paths.checkpoints),
+                "mlflow_uri": self.mlflow_uri, "mlflow_experiment_id": self.runs.experiment_id,
+                "mlflow_parent_runs": dict(self.runs.activation_runs)}
 
     def tuner(self, phase: str, callbacks: list, **kwargs) -> tune.Tuner:
         """A new Tune experiment for one phase of this driver (a unique name: earlier drivers' stay apart)."""

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import activations  # noqa: E402
+from studies.schema import StudyResults  # noqa: E402
 
 
 def plot_activations(path: str | Path, names: list[str] | None = None, x_range: tuple[float, float] = (-5.0, 5.0)) -> Path:
@@ -113,23 +114,24 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_test_accuracy(results: dict):
+def plot_test_accuracy(results: StudyResults):
     """Mean test accuracy with 95% CI bars per activation, in rank order; seeds as dots."""
-    labels = results["ranking"]
+    labels = results.ranking
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(labels)), 4), constrained_layout=True)
+    means = []
     for i, label in enumerate(labels):
-        t = results["activations"][label]["test_acc"]
-        lo, hi = t["ci95"]
-        color = "tab:red" if label == results["baseline"] else "tab:blue"
-        ax.bar(i, t["mean"], color=color, alpha=0.6)
-        ax.errorbar(i, t["mean"], yerr=[[t["mean"] - lo], [hi - t["mean"]]], color="k", capsize=4)
-        ax.plot([i] * len(t["values"]), t["values"], "k.", ms=4)
+        t = results.activations[label].test_acc
+        if t.mean is None or t.mean != t.mean:  # no seed finished
+            continue
+        lo, hi = (t.mean if v is None else v for v in t.ci95)
+        means.append(t.mean)
+        ax.bar(i, t.mean, color="tab:red" if label == results.baseline else "tab:blue", alpha=0.6)
+        ax.errorbar(i, t.mean, yerr=[[t.mean - lo], [hi - t.mean]], color="k", capsize=4)
+        ax.plot([i] * len(t.values), t.values, "k.", ms=4)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    means = [results["activations"][k]["test_acc"]["mean"] for k in labels]
-    finite = [m for m in means if m == m]
-    if finite:
-        ax.set_ylim(max(0, min(finite) - 0.1), min(1.0, max(finite) + 0.05))
-    ax.set(ylabel="test accuracy", title=f"{results['name']}: test accuracy, mean and 95% CI (baseline red)")
+    if means:
+        ax.set_ylim(max(0, min(means) - 0.1), min(1.0, max(means) + 0.05))
+    ax.set(ylabel="test accuracy", title=f"{results.name}: test accuracy, mean and 95% CI (baseline red)")
     ax.grid(axis="y", alpha=0.3)
     return fig
 

@@ -10,7 +10,9 @@ import time
 
 from ray import tune
 
+from studies.schema import ActivationProgress, Phase, PhaseProgress, StudyResults
 from studies.spec import StudySpec
+from studies.trial import flatten
 
 
 class ProgressSink:
@@ -18,9 +20,9 @@ class ProgressSink:
 
     def started(self, spec: StudySpec, study_id: str, parent_url: str | None) -> None: ...
 
-    def update(self, progress: dict) -> None: ...
+    def update(self, progress: PhaseProgress) -> None: ...
 
-    def finished(self, results: dict) -> None: ...
+    def finished(self, results: StudyResults) -> None: ...
 
     def failed(self, reason: str) -> None: ...
 
@@ -28,14 +30,14 @@ class ProgressSink:
 SINKS: dict[str, ProgressSink] = {}  # by study id: callbacks are pickled with the Tune experiment; sinks are not
 
 
-def phase_progress(phase: str, totals: dict[str, int], done: dict[str, int], running: dict[str, int],
-                   best: dict[str, float | None]) -> dict:
-    return {"phase": phase, "activations": {
-        label: {"done": done.get(label, 0), "running": running.get(label, 0), "total": total, "best": best.get(label)}
-        for label, total in totals.items()}}
+def phase_progress(phase: Phase, totals: dict[str, int], done: dict[str, int], running: dict[str, int],
+                   best: dict[str, float | None]) -> PhaseProgress:
+    return PhaseProgress(phase=phase, activations={
+        label: ActivationProgress(done=done.get(label, 0), running=running.get(label, 0), total=total, best=best.get(label))
+        for label, total in totals.items()})
 
 
-def emit(study_id: str, progress: dict) -> None:
+def emit(study_id: str, progress: PhaseProgress) -> None:
     sink = SINKS.get(study_id)
     if sink is not None:
         sink.update(progress)
@@ -56,10 +58,10 @@ class ProgressCallback(tune.Callback):
         self._last = 0.0
         self._ended: set[str] = set()  # Tune calls on_trial_complete before it sets the trial's status
 
-    def progress(self, trials) -> dict:
+    def progress(self, trials) -> PhaseProgress:
         done, best, running = dict(self.prior_done), dict(self.prior_best), {}
         for t in trials:
-            label = t.config.get("cell", t.config).get("label")  # confirmation trials carry theirs in `cell`
+            label = flatten(t.config).get("label")
             if label not in self.totals:
                 continue
             if t.is_finished() or t.trial_id in self._ended:

@@ -8,10 +8,12 @@ import math
 import numpy as np
 from scipy import stats
 
+from studies.schema import PairedTest, StudyResults, Summary
+
 ALPHA = 0.05
 
 
-def summarize(values: list[float]) -> dict:
+def summarize(values: list[float]) -> Summary:
     """Mean, sample std and the two-sided 95% t interval of the mean."""
     a = np.asarray(values, dtype=float)
     n = len(a)
@@ -21,7 +23,7 @@ def summarize(values: list[float]) -> dict:
         lo, hi = stats.t.interval(0.95, df=n - 1, loc=mean, scale=std / math.sqrt(n))
     else:
         lo = hi = mean
-    return {"n": n, "values": [float(v) for v in a], "mean": mean, "std": std, "ci95": [float(lo), float(hi)]}
+    return Summary(n=n, values=[float(v) for v in a], mean=mean, std=std, ci95=(float(lo), float(hi)))
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
@@ -36,7 +38,7 @@ def holm(p_values: dict[str, float]) -> dict[str, float]:
     return adjusted
 
 
-def paired_vs_baseline(scores: dict[str, dict[int, float]], baseline: str) -> dict[str, dict]:
+def paired_vs_baseline(scores: dict[str, dict[int, float]], baseline: str) -> dict[str, PairedTest]:
     """Paired t-test of each activation against the baseline over the seeds both have, Holm-corrected."""
     base = scores.get(baseline, {})
     raw: dict[str, float] = {}
@@ -57,55 +59,56 @@ def paired_vs_baseline(scores: dict[str, dict[int, float]], baseline: str) -> di
         raw[label], diffs[label] = p, (diff, len(seeds))
     adjusted = holm(raw)
     return {
-        label: {
-            "mean_diff": diffs[label][0],
-            "n_pairs": diffs[label][1],
-            "p_value": raw[label],
-            "p_holm": adjusted[label],
-            "significant": bool(not math.isnan(adjusted[label]) and adjusted[label] < ALPHA),
-        }
+        label: PairedTest(mean_diff=diffs[label][0], n_pairs=diffs[label][1], p_value=raw[label], p_holm=adjusted[label],
+                          significant=bool(not math.isnan(adjusted[label]) and adjusted[label] < ALPHA))
         for label in raw
     }
 
 
-def rank(summaries: dict[str, dict]) -> list[str]:
+def _number(v: float | None) -> float:
+    """A statistic that may be missing (null once stored) as a float: NaN when missing."""
+    return math.nan if v is None else float(v)
+
+
+def rank(summaries: dict[str, Summary]) -> list[str]:
     """Labels by mean test accuracy, best first (NaN last)."""
-    return sorted(summaries, key=lambda k: (math.isnan(summaries[k]["mean"]), -np.nan_to_num(summaries[k]["mean"], nan=0.0)))
+    return sorted(summaries, key=lambda k: (math.isnan(_number(summaries[k].mean)), -np.nan_to_num(_number(summaries[k].mean), nan=0.0)))
 
 
-def ranking_rows(results: dict) -> list[dict]:
-    """One row per activation in rank order: the ranking table (Markdown, CSV, the CLI)."""
+def ranking_rows(results: StudyResults) -> list[dict]:
+    """One row per activation in rank order, missing statistics as NaN: the ranking table (Markdown, CSV, the CLI)."""
     rows = []
-    for i, label in enumerate(results["ranking"], 1):
-        a = results["activations"][label]
-        t = a["test_acc"]
-        vs = a.get("vs_baseline") or {}
+    for i, label in enumerate(results.ranking, 1):
+        a = results.activations[label]
+        t, vs, best = a.test_acc, a.vs_baseline, a.best_params
         rows.append({
             "rank": i,
             "activation": label,
-            "test_acc_mean": t["mean"],
-            "test_acc_std": t["std"],
-            "ci95_low": t["ci95"][0],
-            "ci95_high": t["ci95"][1],
-            "diff_vs_baseline": vs.get("mean_diff", 0.0 if label == results["baseline"] else math.nan),
-            "p_holm": vs.get("p_holm", math.nan),
-            "significant": vs.get("significant", False),
-            "best_lr": a["best_params"].get("lr"),
-            "best_l2": a["best_params"].get("l2"),
-            "best_val_acc": a.get("best_val_acc"),
+            "test_acc_mean": _number(t.mean),
+            "test_acc_std": _number(t.std),
+            "ci95_low": _number(t.ci95[0]),
+            "ci95_high": _number(t.ci95[1]),
+            "diff_vs_baseline": _number(vs.mean_diff) if vs else (0.0 if label == results.baseline else math.nan),
+            "p_holm": _number(vs.p_holm) if vs else math.nan,
+            "significant": vs.significant if vs else False,
+            "best_lr": best.lr if best else None,
+            "best_l2": best.l2 if best else None,
+            "best_val_acc": a.best_val_acc,
         })
     return rows
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return "nan" if math.isnan(v) else (f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}")
     return str(v)
 
 
-def ranking_markdown(results: dict) -> str:
+def ranking_markdown(results: StudyResults) -> str:
     rows = ranking_rows(results)
-    head = ["rank", "activation", "test acc (mean ± std)", "95% CI", f"Δ vs {results['baseline']}", "p (Holm)", "lr", "l2"]
+    head = ["rank", "activation", "test acc (mean ± std)", "95% CI", f"Δ vs {results.baseline}", "p (Holm)", "lr", "l2"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         mark = " *" if r["significant"] else ""
@@ -119,7 +122,7 @@ def ranking_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def ranking_csv(results: dict) -> str:
+def ranking_csv(results: StudyResults) -> str:
     import csv
     import io
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 from studies import report
+from studies.schema import ActivationResult, BestParams, StudyResults, TrialCounts
 from studies.spec import StudySpec
 
 CONFIRM_SEED_OFFSET = 1000  # confirmation seeds differ from the search seed, and are shared by all activations
-TRIAL_STATUSES = ("completed", "pruned", "diverged", "error")
+TRIAL_STATUSES = tuple(TrialCounts.model_fields)  # how a search trial can end
 
 
 def confirm_seeds(spec: StudySpec) -> list[int]:
@@ -24,26 +25,19 @@ def best_params(trials: list[dict]) -> dict | None:
     return {"lr": best["lr"], "l2": best["l2"], "val_acc": best["val_acc"]}
 
 
-def build_results(spec: StudySpec, study_id: str, trials: dict, best: dict, scores: dict) -> dict:
+def build_results(spec: StudySpec, study_id: str, trials: dict, best: dict, scores: dict) -> StudyResults:
     summaries = {label: report.summarize(list(scores.get(label, {}).values())) for label in spec.labels}
     paired = report.paired_vs_baseline(scores, spec.confirm.baseline)
     ranking = report.rank(summaries)
     acts = {}
     for label in spec.labels:
-        counts = {s: sum(1 for t in trials[label] if t["status"] == s) for s in TRIAL_STATUSES}
-        acts[label] = {
-            "best_params": {k: v for k, v in (best.get(label) or {}).items() if k in ("lr", "l2")},
-            "best_val_acc": (best.get(label) or {}).get("val_acc"),
-            "trials": counts,
-            "test_acc": summaries[label],
-            "vs_baseline": paired.get(label),
-        }
-    return {
-        "study_id": study_id,
-        "name": spec.name,
-        "baseline": spec.confirm.baseline,
-        "seeds": confirm_seeds(spec),
-        "ranking": ranking,
-        "best_activation": ranking[0] if ranking else None,
-        "activations": acts,
-    }
+        found = best.get(label)
+        acts[label] = ActivationResult(
+            best_params=BestParams(lr=found["lr"], l2=found["l2"]) if found else None,
+            best_val_acc=found["val_acc"] if found else None,
+            trials=TrialCounts(**{s: sum(1 for t in trials[label] if t["status"] == s) for s in TRIAL_STATUSES}),
+            test_acc=summaries[label],
+            vs_baseline=paired.get(label),
+        )
+    return StudyResults(study_id=study_id, name=spec.name, baseline=spec.confirm.baseline, seeds=confirm_seeds(spec),
+                        ranking=ranking, best_activation=ranking[0] if ranking else None, activations=acts)

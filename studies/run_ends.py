@@ -18,6 +18,7 @@ from ray import tune
 
 from studies.search import outcome
 from studies.tracking import attempts_filter
+from studies.trial import run_of
 
 log = logging.getLogger(__name__)
 RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}  # outcome → MLflow
@@ -87,10 +88,10 @@ class RunEnds(tune.Callback):
     def _end(self, trial, status: str, failure: str | None = None) -> None:
         run = self.runs.pop(trial.trial_id, None)
         if run is None:  # no epoch reported its run (MLflow was away): find it by the trial's key
-            config = {**trial.config, **trial.config.get("cell", {})}
-            if not config.get("trial_key") or not config.get("mlflow_experiment_id"):
+            where = run_of(trial.config)
+            if not where.trial_key or not where.mlflow_experiment_id:
                 return
-            run = (config["mlflow_experiment_id"], config.get("kind", "trial"), config["trial_key"])
+            run = (where.mlflow_experiment_id, where.kind, where.trial_key)
         self.pending.append((run, status, failure))
         self._write_pending()
 

@@ -20,6 +20,7 @@ from studies.execution import StudyContext, StudyPaths
 from studies.progress import SINKS, ProgressSink
 from studies.results import best_params, build_results
 from studies.search import PerActivationSearcher, open_storage
+from studies.schema import StudyResults
 from studies.search_phase import run_search
 from studies.spec import StudySpec
 from studies.study_mlflow import StudyRuns
@@ -78,8 +79,8 @@ def run_study(
     optuna_storage: str | None = None,
     ray_address: str | None = None,
     sink: ProgressSink | None = None,
-) -> dict:
-    """Run (or continue) a whole study; returns the results dict also written to MLflow as results.json.
+) -> StudyResults:
+    """Run (or continue) a whole study; returns its results (also in MLflow as results.json).
 
     `optuna_storage`: an SQLAlchemy URL of the service's database (Optuna keeps its tables beside it);
     by default a journal file in the study's folder.
@@ -106,7 +107,7 @@ def run_study(
             raise RuntimeError("no activation finished a single trial (all diverged, were pruned or failed)")
         scores = run_confirm(ctx, best)
         results = build_results(spec, study_id, trials, best, scores)
-        results["mlflow"] = runs.links()
+        results.mlflow = runs.links()
         runs.finish(results, trials, searcher.studies())
         sink.finished(results)
         return results

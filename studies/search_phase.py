@@ -30,7 +30,7 @@ def run_search(ctx: StudyContext, searcher: PerActivationSearcher) -> dict[str, 
         tuner = ctx.tuner(
             "search",
             [ProgressCallback(ctx.study_id, "search", totals, done, best), RunEnds(ctx.mlflow_uri, spec.training.epochs)],
-            param_space={**ctx.base_config(), "kind": "trial"},
+            param_space=ctx.base_config("trial"),
             tune_config=tune.TuneConfig(
                 metric=METRIC,
                 mode=MODE,

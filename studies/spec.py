@@ -10,21 +10,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import activations
+from workers.config import MAX_EPOCHS, DatasetName, Hidden, ModelName, TrainingOptions, TrialConfig, ValFraction, with_defaults
 
 MAX_ACTIVATIONS = 20
 MAX_TRIALS = 200
-MAX_EPOCHS = 500
 MAX_SEEDS = 20
 MAX_TRIAL_EPOCHS = 200_000
-DATASETS = ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
-MODELS = ("mlp", "cnn1d", "cnn", "resnet18")
-IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits")
 
 
 class _Strict(BaseModel):
@@ -32,14 +29,14 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    name: Literal["mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100"] = "mnist1d"
+    name: DatasetName = "mnist1d"
     data_root: str | None = None  # torchvision datasets; default $ACTSTUDY_DATA_ROOT on each node
-    val_fraction: float = Field(0.1, gt=0, le=0.5)
+    val_fraction: ValFraction = 0.1
 
 
 class ModelSpec(_Strict):
-    name: Literal["mlp", "cnn1d", "cnn", "resnet18"] = "mlp"
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [100, 100], max_length=8)
+    name: ModelName = "mlp"
+    hidden: Hidden = (100, 100)
 
 
 class ActivationSpec(_Strict):
@@ -106,15 +103,9 @@ class SearchSpec(_Strict):
     max_concurrent_trials: int | None = Field(None, ge=1, le=1024)  # default: what the cluster fits
 
 
-class TrainingSpec(_Strict):
-    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
-    batch_size: int = Field(128, ge=1, le=8192)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
-    l2_all: bool = False  # also penalise biases, norm layers and activation parameters
+# A study trains many models: shorter and in larger batches than one `actstudy train` by default.
+TrainingSpec = with_defaults(TrainingOptions, "TrainingSpec", "How every trial of the study trains (workers.config.TrainingOptions).",
+                             epochs=30, batch_size=128)
 
 
 class ConfirmSpec(_Strict):
@@ -174,6 +165,14 @@ class StudySpec(_Strict):
 
     def total_trials(self) -> int:
         return len(self.activations) * self.search.trials_per_activation
+
+    def trial_config(self, **per_trial: Any) -> TrialConfig:
+        """What every trial of the study shares, plus `per_trial` (the activation, lr, l2, seed, ...)."""
+        r = self.resources
+        shared = {"dataset": self.dataset.name, "data_root": self.dataset.data_root, "val_fraction": self.dataset.val_fraction,
+                  "model": self.model.name, "hidden": self.model.hidden, "seed": self.seed, **self.training.model_dump(),
+                  "threads": max(1, int(r.cpus_per_trial)), "device": "cuda" if r.gpus_per_trial > 0 else "cpu"}
+        return TrialConfig(**{**shared, **per_trial})
 
 
 class SpecError(ValueError):

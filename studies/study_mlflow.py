@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from studies import plots, report
 from studies.run_ends import end_run
+from studies.schema import MlflowLinks, RunLink, StudyResults
 from studies.spec import StudySpec
 from studies.tracking import PARENT_RUN
 
@@ -96,37 +97,32 @@ class StudyRuns:
     def parent_url(self) -> str | None:
         return self.url(self.parent_id)
 
-    def links(self) -> dict:
-        return {
-            "tracking_uri": self.uri,
-            "experiment_id": self.experiment_id,
-            "parent_run_id": self.parent_id,
-            "parent_run_url": self.parent_url,
-            "activation_runs": {k: {"run_id": v, "url": self.url(v)} for k, v in self.activation_runs.items()},
-        }
+    def links(self) -> MlflowLinks:
+        return MlflowLinks(tracking_uri=self.uri, experiment_id=self.experiment_id, parent_run_id=self.parent_id,
+                           parent_run_url=self.parent_url,
+                           activation_runs={k: RunLink(run_id=v, url=self.url(v)) for k, v in self.activation_runs.items()})
 
-    def finish(self, results: dict, trials: dict, optuna_studies: dict) -> None:
+    def finish(self, results: StudyResults, trials: dict, optuna_studies: dict) -> None:
         c = self.client
         for label, run_id in self.activation_runs.items():
-            a = results["activations"][label]
-            t = a["test_acc"]
-            metrics = {"test_acc_mean": t["mean"], "test_acc_std": t["std"], "test_acc_ci95_low": t["ci95"][0], "test_acc_ci95_high": t["ci95"][1]}
-            if a["best_val_acc"] is not None:
-                metrics["best_val_acc"] = a["best_val_acc"]
-            params = {f"best_{k}": v for k, v in a["best_params"].items()}
-            c.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v == v],
-                        params=[Param(k, str(v)) for k, v in params.items()],
-                        tags=[RunTag("actstudy.rank", str(results["ranking"].index(label) + 1))])
-            c.log_dict(run_id, {"summary": a, "trials": trials[label]}, "activation_summary.json")
+            a = results.activations[label]
+            t = a.test_acc
+            metrics = {"test_acc_mean": t.mean, "test_acc_std": t.std, "test_acc_ci95_low": t.ci95[0],
+                       "test_acc_ci95_high": t.ci95[1], "best_val_acc": a.best_val_acc}
+            params = a.best_params.model_dump() if a.best_params else {}
+            c.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None and v == v],
+                        params=[Param(f"best_{k}", str(v)) for k, v in params.items()],
+                        tags=[RunTag("actstudy.rank", str(results.rank(label)))])
+            c.log_dict(run_id, {"summary": a.model_dump(mode="json"), "trials": trials[label]}, "activation_summary.json")
             c.set_terminated(run_id, "FINISHED")
         parent = self.parent_id
-        c.log_dict(parent, results, "results.json")
+        c.log_text(parent, results.model_dump_json(indent=2), "results.json")
         c.log_text(parent, report.ranking_markdown(results), "ranking.md")
         c.log_text(parent, report.ranking_csv(results), "ranking.csv")
         with tempfile.TemporaryDirectory() as tmp:
             self._summary_plots(Path(tmp), results, optuna_studies)
             c.log_artifacts(parent, tmp, artifact_path="plots")
-        best = results["best_activation"]
+        best = results.best_activation
         c.log_batch(parent, tags=[RunTag("actstudy.status", "succeeded"), RunTag("best_activation", best or ""),
                                   RunTag("best_activation_run", self.activation_runs.get(best, ""))])
         c.set_terminated(parent, "FINISHED")
@@ -154,7 +150,7 @@ class StudyRuns:
                 curves[label] = sorted((m.step, m.value) for m in history)
         return curves
 
-    def _summary_plots(self, folder: Path, results: dict, optuna_studies: dict) -> None:
+    def _summary_plots(self, folder: Path, results: StudyResults, optuna_studies: dict) -> None:
         plots.save(plots.plot_test_accuracy(results), folder / "test_acc_ci.png")
         curves = self.best_val_curves()
         if curves:

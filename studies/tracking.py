@@ -14,12 +14,16 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from workers.train import TrialConfig, TrialResult
 from workers.trainable import TrialRecorder
+
+if TYPE_CHECKING:
+    from studies.trial import TrialRun
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +73,7 @@ def attempts_filter(kind: str, key: str) -> str:
 class MlflowTrialRecorder(TrialRecorder):
     """Logs one trial attempt to its own grandchild run: per-epoch metrics in one batch, evolution artifacts.
 
-    Reads from the trial config: `mlflow_uri`, `mlflow_experiment_id`, `mlflow_parent_runs` (label → run id),
-    `label`, `kind` (trial | confirm), `trial_key` (the trial across attempts and drivers). A restarted
+    Where it records is the trial's `TrialRun`: nothing without an `mlflow_uri`. A restarted
     attempt marks the interrupted run FAILED, pointing to its retry, and re-logs the resumed epochs so the
     new run holds the whole curve. Epoch metrics are sent at most every FLUSH_EVERY_S seconds and in full
     when the attempt ends. The run's end (its status) is the driver's: it hears how the trial ended from
@@ -79,37 +82,35 @@ class MlflowTrialRecorder(TrialRecorder):
 
     END_FLUSH_S = 300.0  # how long an ending attempt waits for an unreachable server before giving up
 
-    def __init__(self) -> None:
+    def __init__(self, run: "TrialRun") -> None:
+        self.trial_run = run
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
         self.evolution: dict[str, list[dict]] = {}
         self._pending: list[Metric] = []
         self._last_flush = float("-inf")
 
-    def start(self, cfg: TrialConfig, config: dict, previous: dict | None, history: list[dict] | None = None) -> None:
-        if not config.get("mlflow_uri"):
+    def start(self, cfg: TrialConfig, previous: dict | None, history: list[dict] | None = None) -> None:
+        run = self.trial_run
+        if not run.mlflow_uri:
             return
-        self.client = MlflowClient(config["mlflow_uri"])
-        label = config.get("label", cfg.activation)
-        kind = config.get("kind", "trial")
-        self._experiment_id = config["mlflow_experiment_id"]
+        self.client = MlflowClient(run.mlflow_uri)
+        self._experiment_id = run.mlflow_experiment_id
         self._tags = {
-            PARENT_RUN: config["mlflow_parent_runs"][label],
-            "activation": label,
-            "actstudy.kind": kind,
-            "actstudy.trial_key": str(config.get("trial_key", "")),
+            PARENT_RUN: run.mlflow_parent_runs[run.label],
+            "activation": run.label,
+            "actstudy.kind": run.kind,
+            "actstudy.trial_key": run.trial_key,
             "actstudy.node": socket.gethostname(),
             "actstudy.node_ip": _node_ip(),
             "actstudy.node_id": _node_id(),
             "actstudy.trial_id": _trial_id(),
-            "actstudy.study_id": str(config.get("study_id", "")),
+            "actstudy.study_id": run.study_id,
         }
-        if "optuna_trial" in config:
-            self._tags["actstudy.optuna_trial"] = str(config["optuna_trial"])
-        self._name = f"{label}-{kind}-{config.get('trial_key') or self._tags['actstudy.trial_id'] or cfg.seed}"
-        self._params = {"lr": cfg.lr, "l2": cfg.l2, "seed": cfg.seed, "activation": cfg.activation, "model": cfg.model,
-                        "dataset": cfg.dataset, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
-                        **{f"act.{k}": v for k, v in cfg.activation_params.items()}}
+        if run.optuna_trial is not None:
+            self._tags["actstudy.optuna_trial"] = str(run.optuna_trial)
+        self._name = f"{run.label}-{run.kind}-{run.trial_key or self._tags['actstudy.trial_id'] or cfg.seed}"
+        self._params = cfg.params()
         self._previous = (previous or {}).get("run_id")
         self._ensure_run()
         for record in history or []:
@@ -125,7 +126,7 @@ class MlflowTrialRecorder(TrialRecorder):
             log.warning("mlflow unreachable, run not created yet: %s", exc)
             return False
         self.run_id = run.info.run_id
-        self._safe(lambda: self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in self._params.items()]))
+        self._safe(lambda: self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in self._params.items()]))
         self._safe(self._link_retries)
         return True
 

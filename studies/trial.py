@@ -1,24 +1,63 @@
-"""The Tune trainable of every study trial, in a module of its own.
+"""The Tune trainable of every study trial, in a module of its own, and the shape of its Tune config.
 
 A trial actor unpickles the trainable by reference and imports its module: this one needs only the
 workers and the MLflow recorder, not the study layer's Optuna, SciPy and matplotlib (≈1 CPU s an actor).
+
+A study trial's Tune config is flat: `workers.config.TrialConfig`'s options plus `TrialRun`'s (whose
+trial it is and where it records); a confirmation trial carries its cell (label, seed, lr, l2, key) in
+`cell`. A key that is neither is an error, never silently ignored.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from studies.tracking import MlflowTrialRecorder
+from workers.config import TrialConfig
 from workers.trainable import run_trial
 
 
-def study_trial(config: dict) -> None:
-    """One trial logged to MLflow. Confirmation trials carry their cell (label, seed, lr, l2, key) in `cell`.
+class TrialRun(BaseModel):
+    """What a study adds to a trial's options: its place in the study and where it records."""
 
-    Its checkpoints live under the study's folder by trial key, so every attempt of the trial, from any
-    driver, continues from the newest one.
-    """
-    config = {**config, **config.get("cell", {})}
-    if config.get("checkpoint_root") and config.get("trial_key"):
-        config["checkpoint_dir"] = str(Path(config["checkpoint_root"]) / config["trial_key"])
-    run_trial(config, MlflowTrialRecorder())
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: str = ""
+    label: str  # the activation's label in the study (`pwlu(segments=8)`)
+    kind: Literal["trial", "confirm"] = "trial"
+    trial_key: str = ""  # the trial across attempts and drivers: checkpoints and MLflow runs are found by it
+    optuna_trial: int | None = None
+    checkpoint_root: str | None = None  # checkpoints go to <root>/<trial_key>
+    mlflow_uri: str | None = None  # none: the trial records nothing
+    mlflow_experiment_id: str = ""
+    mlflow_parent_runs: dict[str, str] = {}  # label → the activation's run
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return Path(self.checkpoint_root) / self.trial_key if self.checkpoint_root and self.trial_key else None
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with a confirmation trial's cell merged in."""
+    return {**{k: v for k, v in config.items() if k != "cell"}, **config.get("cell", {})}
+
+
+def split_config(config: dict[str, Any]) -> tuple[TrialConfig, TrialRun]:
+    """A study trial's Tune config as its training options and its run; an unknown key raises, naming it."""
+    flat = flatten(config)
+    return TrialConfig.model_validate({k: v for k, v in flat.items() if k in TrialConfig.model_fields}), run_of(flat)
+
+
+def run_of(config: dict[str, Any]) -> TrialRun:
+    """The run part of a study trial's Tune config (its label, kind and key)."""
+    return TrialRun.model_validate({k: v for k, v in flatten(config).items() if k not in TrialConfig.model_fields})
+
+
+def study_trial(config: dict) -> None:
+    """One trial logged to MLflow. Its checkpoints live under the study's folder by trial key, so every
+    attempt of the trial, from any driver, continues from the newest one."""
+    cfg, run = split_config(config)
+    run_trial(cfg, MlflowTrialRecorder(run), checkpoint_dir=run.checkpoint_dir)

@@ -1,7 +1,7 @@
 """docker-compose.yml and docker/: the deployment's structure, checked without a Docker engine.
 
 The compose file is parsed (PyYAML) and interpolated as Compose would; every command is checked against
-the real entry points (`actstudy` subcommands from `build_parser`, `mlflow server --help`,
+the real entry points (`actstudy` subcommands parsed by its click group, `mlflow server --help`,
 `ray start --help`), the Dockerfile against the files it copies, and docker/wait-for, which every
 container starts through and most healthchecks use, is run here against real sockets. The commands in
 docs/deploy.md are checked against the same entry points.
@@ -30,7 +30,9 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from service.cli import build_parser
+import click
+
+from service.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -87,6 +89,22 @@ def _start_help() -> dict[str, subprocess.Popen]:
 
 
 _HELP = _start_help()
+
+
+def parse_actstudy(args: list[str]) -> None:
+    """Parse an `actstudy` command line as the console script would, without running it: a made-up
+    subcommand or flag, or a missing value, raises click's UsageError."""
+    group, args = cli, list(args)
+    ctx = click.Context(group, info_name="actstudy")
+    while isinstance(group, click.Group):
+        name, args = args[0], args[1:]
+        command = group.get_command(ctx, name)
+        if command is None:
+            raise click.UsageError(f"no command {name!r}", ctx)
+        if isinstance(command, click.Group):
+            ctx = click.Context(command, info_name=name, parent=ctx)
+        group = command
+    group.make_context(name, args, parent=ctx)
 
 
 @pytest.fixture(scope="module")
@@ -514,7 +532,7 @@ def test_commands_use_real_entry_points_and_flags(compose, help_flags):
         if wait_args:
             wait_for_module().parse_args([*wait_args, "--", *real])
         if real[0] == "actstudy":
-            build_parser().parse_args(real[1:])  # exits (SystemExit) on an unknown subcommand or flag
+            parse_actstudy(real[1:])  # raises on an unknown subcommand or flag
             seen.add("actstudy " + real[1])
             continue
         key = " ".join(real[:2])
@@ -535,10 +553,18 @@ def test_the_deploy_guide_uses_real_commands_and_flags(help_flags):
     commands = re.findall(r"(?:^|[ \t])actstudy[ \t]+([a-z][^#\n]*)", blocks, re.M)
     assert len(commands) >= 6
     for line in commands:
-        build_parser().parse_args(shlex.split(line))  # exits (SystemExit) on a made-up subcommand or flag
+        parse_actstudy(shlex.split(line))  # raises on a made-up subcommand or flag
     for key in ("mlflow server", "ray start"):
         spans = re.findall(re.escape(key) + r"([^`\n]*)", text)
         assert spans, key
         for span in spans:
             for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", span):
                 assert flag in help_flags[key], f"docs/deploy.md: `{key}` has no {flag}"
+
+
+def test_parse_actstudy_refuses_what_the_console_script_refuses():
+    parse_actstudy(["serve", "--host=0.0.0.0", "--port=8000"])
+    parse_actstudy(["token", "create", "--owner", "alice"])
+    for bad in (["serve", "--hots=x"], ["nope"], ["token", "mint"], ["serve", "--port"], ["token", "create"]):
+        with pytest.raises(click.UsageError):
+            parse_actstudy(bad)

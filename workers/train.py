@@ -7,7 +7,6 @@ seconds on one core. The same function runs inside Ray Tune trials (workers.trai
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import pickle
 import time
@@ -19,65 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workers.config import TrialConfig
 from workers.data import Dataset, Split, augment_cifar, batches, load_dataset
 from workers.models import activation_sites, build_model
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
-
-
-@dataclass
-class TrialConfig:
-    """Everything that defines a trial. Units in comments."""
-
-    dataset: str = "mnist1d"
-    model: str = "mlp"
-    hidden: tuple[int, ...] = (100, 100)  # mlp hidden sizes
-    activation: str = "relu"
-    activation_params: dict = field(default_factory=dict)
-    lr: float = 1e-2  # peak learning rate
-    l2: float = 0.0  # λ of the L2 penalty: gradient λ·w on weights (decoupled decay for adamw)
-    l2_all: bool = False  # also penalise biases, norm layers and activation parameters
-    epochs: int = 167  # 167 epochs × 36 steps ≈ 6,000 steps on MNIST-1D, as the MNIST-1D paper
-    batch_size: int = 100  # samples per step
-    optimizer: str = "adam"  # adam | adamw | sgd
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    schedule: str = "constant"  # constant | cosine (to 0 at the last step)
-    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs
-    seed: int = 0  # weights, batch order, augmentation and the validation split
-    val_fraction: float = 0.1  # of the training data, held out for validation
-    evaluate_test: bool = False  # score the test split each epoch (confirmation runs only)
-    augment: bool | None = None  # CIFAR crop + flip; None = on for cifar10/100
-    data_root: str | None = None  # torchvision datasets; None = $ACTSTUDY_DATA_ROOT
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 1  # torch intra-op threads (the trial's CPUs)
-
-    def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        checks = [
-            (self.lr > 0, "lr", "must be > 0"),
-            (self.l2 >= 0, "l2", "must be >= 0"),
-            (self.epochs >= 1, "epochs", "must be >= 1"),
-            (self.batch_size >= 1, "batch_size", "must be >= 1"),
-            (self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}"),
-            (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
-            (self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda"),
-            (self.threads >= 1, "threads", "must be >= 1"),
-        ]
-        for ok, name, why in checks:
-            if not ok:
-                raise ValueError(f"trial config: {name} {why}, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrialConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 @dataclass
 class TrialResult:
@@ -235,7 +178,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -28,7 +28,7 @@ class TrialRecorder:
     All hooks are optional no-ops.
     """
 
-    def start(self, cfg: TrialConfig, config: dict, previous: dict | None, history: list[dict] | None = None) -> None:
+    def start(self, cfg: TrialConfig, previous: dict | None, history: list[dict] | None = None) -> None:
         """`previous` is what `state()` returned in the attempt that saved the checkpoint; `history` its epochs."""
 
     def epoch(self, record: dict) -> None: ...
@@ -76,17 +76,17 @@ def flat_metrics(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "activations"}
 
 
-def run_trial(config: dict, recorder: TrialRecorder | None = None, *, checkpoint_every: int = CHECKPOINT_EVERY) -> TrialResult:
-    """Body of a Tune trial: train `config`, report every epoch, checkpoint every few (into
-    `config["checkpoint_dir"]`, when given), and continue from the newest checkpoint found there."""
+def run_trial(cfg: TrialConfig, recorder: TrialRecorder | None = None, *, checkpoint_dir: str | Path | None = None,
+              checkpoint_every: int = CHECKPOINT_EVERY) -> TrialResult:
+    """Body of a Tune trial: train `cfg`, report every epoch, checkpoint every few (into `checkpoint_dir`,
+    when given), and continue from the newest checkpoint found there."""
     recorder = recorder or TrialRecorder()
-    cfg = TrialConfig.from_dict(config)
-    checkpoints = CheckpointDir(config["checkpoint_dir"]) if config.get("checkpoint_dir") else None
+    checkpoints = CheckpointDir(checkpoint_dir) if checkpoint_dir else None
     resume = checkpoints.latest() if checkpoints else None
     if resume is not None:
-        recorder.start(cfg, config, resume.extra.get("recorder"), resume.history)
+        recorder.start(cfg, resume.extra.get("recorder"), resume.history)
     else:
-        recorder.start(cfg, config, None, None)
+        recorder.start(cfg, None, None)
 
     reported: list[dict] = []
 
@@ -120,7 +120,3 @@ def run_trial(config: dict, recorder: TrialRecorder | None = None, *, checkpoint
     recorder.end(result)
     return result
 
-
-def trainable(config: dict) -> None:
-    """A plain Tune function trainable (no recorder)."""
-    run_trial(config)

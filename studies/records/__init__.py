@@ -4,7 +4,7 @@ The service writes a study when it is submitted; the driver (a Ray job) writes i
 neither keeps study state in memory, so either can restart at any time.
 """
 
-from studies.records._models import ApiToken, Base, Study, StudyStatus
+from studies.records._models import Base, Study, StudyStatus, utcnow
 from studies.records._store import RecordStore, migrate
 
-__all__ = ["ApiToken", "Base", "RecordStore", "Study", "StudyStatus", "migrate"]
+__all__ = ["Base", "RecordStore", "Study", "StudyStatus", "migrate", "utcnow"]

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import secrets
 import zlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -15,7 +13,7 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from studies.records._models import ApiToken, Study, StudyStatus
+from studies.records._models import Study, StudyStatus
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _ACTIVE = (StudyStatus.queued.value, StudyStatus.running.value)
@@ -56,10 +54,6 @@ def migrate(url: str) -> None:
 
 class _OverQuota(Exception):
     pass
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class RecordStore:
@@ -137,17 +131,17 @@ class RecordStore:
         with self.sessions() as s:
             return list(s.scalars(select(Study).where(Study.status.in_(_ACTIVE))))
 
-    # tokens
-    def create_token(self, owner: str) -> str:
-        token = secrets.token_urlsafe(32)
-        with self.session() as s:
-            s.add(ApiToken(owner=owner, token_hash=hash_token(token)))
-        return token
-
-    def owner_of(self, token: str) -> str | None:
+    def page(self, *, owner: str | None, status: StudyStatus | None, limit: int, offset: int) -> tuple[list[Study], int]:
+        """Studies newest first (an owner's, or everyone's when `owner` is None) and how many match in all."""
+        query = select(Study)
+        if owner is not None:
+            query = query.where(Study.owner == owner)
+        if status is not None:
+            query = query.where(Study.status == status.value)
         with self.sessions() as s:
-            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-            return row.owner if row else None
+            count = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = s.scalars(query.order_by(Study.created_at.desc()).offset(offset).limit(limit)).all()
+        return list(rows), count
 
 
-__all__ = ["RecordStore", "Session", "hash_token", "make_engine", "migrate"]
+__all__ = ["RecordStore", "Session", "make_engine", "migrate"]

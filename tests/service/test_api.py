@@ -22,7 +22,8 @@ from sqlalchemy import select, text
 
 from service.cli import main as cli_main
 from service.settings import DEV_ADMIN_TOKEN, Settings
-from studies.records import ApiToken, StudyStatus
+from service.auth import ApiToken
+from studies.records import StudyStatus
 from tests.utils.factories import add_study, auth, results_for, spec, unique_owner
 
 STUDIES = "/api/v1/studies"
@@ -331,7 +332,8 @@ def test_study_record_shape_and_links(api):
 def test_results_of_a_finished_study(api):
     owner, headers = api.owner()
     results = results_for(["telu", "relu", "pwlu"], baseline="relu")
-    results["mlflow"] = {"parent_run_url": "http://mlflow/#/runs/1"}
+    results["mlflow"] = {"tracking_uri": "http://mlflow", "experiment_id": "1", "parent_run_id": "1",
+                         "parent_run_url": "http://mlflow/#/runs/1", "activation_runs": {}}
     study_id = add_study(api.store, owner, status=StudyStatus.succeeded, results=results)
     r = api.client.get(_study_url(study_id, "/results"), headers=headers)
     assert r.status_code == 200

@@ -7,19 +7,20 @@ import pytest
 from scipy import stats
 
 from studies import report
+from studies.schema import StudyResults
 
 
 def test_summarize_matches_t_interval():
     values = [0.80, 0.82, 0.85, 0.79]
     s = report.summarize(values)
-    assert s["mean"] == pytest.approx(np.mean(values))
-    assert s["std"] == pytest.approx(np.std(values, ddof=1))
+    assert s.mean == pytest.approx(np.mean(values))
+    assert s.std == pytest.approx(np.std(values, ddof=1))
     half = stats.t.ppf(0.975, 3) * np.std(values, ddof=1) / 2
-    assert s["ci95"] == pytest.approx([s["mean"] - half, s["mean"] + half])
+    assert s.ci95 == pytest.approx((s.mean - half, s.mean + half))
 
 
 def test_summarize_single_value_has_no_width():
-    assert report.summarize([0.5]) == {"n": 1, "values": [0.5], "mean": 0.5, "std": 0.0, "ci95": [0.5, 0.5]}
+    assert report.summarize([0.5]).model_dump() == {"n": 1, "values": [0.5], "mean": 0.5, "std": 0.0, "ci95": (0.5, 0.5)}
 
 
 def test_holm_known_values():
@@ -42,30 +43,32 @@ def test_paired_vs_baseline_uses_shared_seeds_and_scipy():
     out = report.paired_vs_baseline({"relu": base, "telu": better, "gelu": same}, "relu")
     p_better = stats.ttest_rel([0.75, 0.78, 0.74, 0.76], [0.70, 0.72, 0.71, 0.69]).pvalue
     p_same = stats.ttest_rel([0.70, 0.73, 0.70], [0.70, 0.72, 0.71]).pvalue
-    assert out["telu"]["p_value"] == pytest.approx(p_better)
-    assert out["gelu"]["n_pairs"] == 3
-    assert out["gelu"]["p_value"] == pytest.approx(p_same)
-    assert out["telu"]["p_holm"] == pytest.approx(min(1, 2 * min(p_better, p_same)))
-    assert out["telu"]["significant"] and not out["gelu"]["significant"]
-    assert out["telu"]["mean_diff"] == pytest.approx(0.0525)  # (0.05 + 0.06 + 0.03 + 0.07) / 4
+    assert out["telu"].p_value == pytest.approx(p_better)
+    assert out["gelu"].n_pairs == 3
+    assert out["gelu"].p_value == pytest.approx(p_same)
+    assert out["telu"].p_holm == pytest.approx(min(1, 2 * min(p_better, p_same)))
+    assert out["telu"].significant and not out["gelu"].significant
+    assert out["telu"].mean_diff == pytest.approx(0.0525)  # (0.05 + 0.06 + 0.03 + 0.07) / 4
 
 
 def test_paired_with_one_seed_is_not_tested():
     out = report.paired_vs_baseline({"relu": {1: 0.5}, "telu": {1: 0.6}}, "relu")
-    assert math.isnan(out["telu"]["p_value"]) and not out["telu"]["significant"]
+    assert math.isnan(out["telu"].p_value) and not out["telu"].significant
 
 
 def test_rank_and_tables():
-    results = {
-        "name": "t", "baseline": "relu", "ranking": None, "seeds": [1, 2],
-        "activations": {
-            "relu": {"best_params": {"lr": 0.01, "l2": 1e-5}, "best_val_acc": 0.7, "test_acc": report.summarize([0.70, 0.72]), "vs_baseline": None},
-            "telu": {"best_params": {"lr": 0.02, "l2": 1e-4}, "best_val_acc": 0.8, "test_acc": report.summarize([0.80, 0.82]),
-                     "vs_baseline": {"mean_diff": 0.1, "p_holm": 0.01, "significant": True}},
-        },
+    counts = {"completed": 2}
+    acts = {
+        "relu": {"best_params": {"lr": 0.01, "l2": 1e-5}, "best_val_acc": 0.7, "trials": counts,
+                 "test_acc": report.summarize([0.70, 0.72]), "vs_baseline": None},
+        "telu": {"best_params": {"lr": 0.02, "l2": 1e-4}, "best_val_acc": 0.8, "trials": counts,
+                 "test_acc": report.summarize([0.80, 0.82]),
+                 "vs_baseline": {"mean_diff": 0.1, "n_pairs": 2, "p_value": 0.01, "p_holm": 0.01, "significant": True}},
     }
-    results["ranking"] = report.rank({k: v["test_acc"] for k, v in results["activations"].items()})
-    assert results["ranking"] == ["telu", "relu"]
+    ranking = report.rank({k: v["test_acc"] for k, v in acts.items()})
+    assert ranking == ["telu", "relu"]
+    results = StudyResults(study_id="x", name="t", baseline="relu", seeds=[1, 2], ranking=ranking, best_activation=ranking[0],
+                           activations=acts)
     md = report.ranking_markdown(results)
     assert md.splitlines()[2].startswith("| 1 | telu | 0.8100") and "0.1000 *" in md
     csv_text = report.ranking_csv(results)

@@ -10,7 +10,8 @@ from ray.tune.experiment import Trial
 
 from studies.run_ends import RunEnds
 from studies.tracking import MlflowTrialRecorder
-from workers.train import TrialConfig, TrialResult
+from studies.trial import split_config
+from workers.train import TrialResult
 
 EPOCHS = 3
 
@@ -29,10 +30,15 @@ def records(n):
     return [{"epoch": e, "train_loss": 1.0 / e, "val_acc": 0.1 * e, "diverged": False} for e in range(1, n + 1)]
 
 
+def started(config, previous=None, history=None) -> MlflowTrialRecorder:
+    cfg, run = split_config(config)
+    rec = MlflowTrialRecorder(run)
+    rec.start(cfg, previous, history)
+    return rec
+
+
 def attempt(config, previous=None, history=None, epochs=()):
-    cfg = TrialConfig.from_dict(config)
-    rec = MlflowTrialRecorder()
-    rec.start(cfg, config, previous, history)
+    rec = started(config, previous, history)
     for r in epochs:
         rec.epoch(r)
     rec.end(TrialResult("completed", EPOCHS, (history or []) + list(epochs)))
@@ -87,9 +93,7 @@ def test_a_trial_that_failed_before_its_run_holds_nothing_up(setup, mlflow_serve
 
 def test_a_retry_from_a_checkpoint_replaces_the_interrupted_run(setup):
     client, exp, config = setup
-    cfg = TrialConfig.from_dict(config)
-    first = MlflowTrialRecorder()
-    first.start(cfg, config, None, None)
+    first = started(config)
     first.epoch(records(1)[0])
     first.flush()  # then the node died
     second = attempt(config, previous=first.state(), history=records(1), epochs=records(EPOCHS)[1:])
@@ -103,9 +107,7 @@ def test_a_retry_from_a_checkpoint_replaces_the_interrupted_run(setup):
 def test_a_retry_after_a_driver_died_finds_the_lost_attempt_by_key(setup):
     """No checkpoint, so no run id handed over: the retry finds the earlier attempt by its trial key."""
     client, exp, config = setup
-    cfg = TrialConfig.from_dict(config)
-    first = MlflowTrialRecorder()
-    first.start(cfg, config, None, None)
+    first = started(config)
     first.flush()
     second = attempt(config, epochs=records(EPOCHS))
     old = client.get_run(first.run_id)

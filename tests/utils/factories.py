@@ -7,7 +7,9 @@ import secrets
 import uuid
 from typing import Any
 
+from service.auth import TokenStore
 from studies.records import RecordStore, Study, StudyStatus
+from studies.schema import StudyResults
 
 # The smallest study the service accepts: two activations, one trial, one epoch, one seed.
 TINY_SPEC: dict[str, Any] = {
@@ -54,7 +56,7 @@ def auth(token: str) -> dict[str, str]:
 def make_token(store: RecordStore, owner: str | None = None) -> tuple[str, str]:
     """(owner, token) for a fresh owner (or the one given)."""
     owner = owner or unique_owner()
-    return owner, store.create_token(owner)
+    return owner, TokenStore(store).create(owner)
 
 
 def add_study(store: RecordStore, owner: str, *, status: StudyStatus | str = StudyStatus.queued,
@@ -82,5 +84,6 @@ def results_for(labels: list[str], baseline: str | None = None) -> dict:
             "vs_baseline": None if label == baseline else {"mean_diff": mean - 0.9, "n_pairs": 2, "p_value": 0.5,
                                                              "p_holm": 0.5, "significant": False},
         }
-    return {"study_id": "x", "name": "factory", "baseline": baseline, "seeds": [1000, 1001], "ranking": list(labels),
-            "best_activation": labels[0], "activations": acts, "mlflow": None}
+    return StudyResults.model_validate({
+        "study_id": "x", "name": "factory", "baseline": baseline, "seeds": [1000, 1001], "ranking": list(labels),
+        "best_activation": labels[0], "activations": acts, "mlflow": None}).model_dump(mode="json")

@@ -7,11 +7,11 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
-from sqlalchemy import func, select
 
-from service.deps import CurrentCaller, JobsDep, SettingsDep, StoreDep
+from service.auth import CurrentCaller
+from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncherError, launch
-from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResults
+from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
 from studies.records import Study, StudyStatus
 from studies.spec import StudySpec
 
@@ -74,14 +74,7 @@ def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: C
 def list_studies(request: Request, caller: CurrentCaller, store: StoreDep,
                  status: Annotated[StudyStatus | None, Query()] = None,
                  limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> StudiesPublic:
-    query = select(Study)
-    if not caller.admin:
-        query = query.where(Study.owner == caller.owner)
-    if status is not None:
-        query = query.where(Study.status == status.value)
-    with store.sessions() as s:
-        count = s.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = s.scalars(query.order_by(Study.created_at.desc()).offset(offset).limit(limit)).all()
+    rows, count = store.page(owner=None if caller.admin else caller.owner, status=status, limit=limit, offset=offset)
     return StudiesPublic(data=[_public(r, request) for r in rows], count=count)
 
 
@@ -91,15 +84,13 @@ def read_study(study_id: str, request: Request, caller: CurrentCaller, store: St
     return _public(_visible(store, caller, study_id), request)
 
 
-@router.get("/{study_id}/results", response_model=StudyResults, summary="Ranking, statistics, best params, MLflow links",
+@router.get("/{study_id}/results", response_model=StudyResultsPublic, summary="Ranking, statistics, best params, MLflow links",
             responses=_documented(404, 409))
-def read_results(study_id: str, caller: CurrentCaller, store: StoreDep) -> StudyResults:
+def read_results(study_id: str, caller: CurrentCaller, store: StoreDep) -> StudyResultsPublic:
     study = _visible(store, caller, study_id)
     if study.status != StudyStatus.succeeded.value or not study.results:
         raise HTTPException(409, f"study {study_id} has no results yet (status {study.status})")
-    r = study.results
-    return StudyResults(id=study.id, status=study.status, ranking=r["ranking"], best_activation=r.get("best_activation"),
-                        baseline=r["baseline"], activations=r["activations"], mlflow=r.get("mlflow"))
+    return StudyResultsPublic(id=study.id, status=study.status, **study.results)
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, summary="Stop a queued or running study",

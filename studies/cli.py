@@ -1,0 +1,267 @@
+"""`actstudy` commands that need no service: `run`, `train`, `activations` (click).
+
+The service layer (`service.cli`) adds `serve`, `submit`, `status`, `results`, `cancel` and `token` to
+the same group. `train`'s flags are derived from `workers.config.TrialConfig`, one per option, with its
+type, choices, limits and description: an option added there is a flag here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from workers.config import TrialConfig
+
+# `actstudy train` prints test accuracy, so it scores the test split unless told not to.
+TRAIN_DEFAULTS = {"evaluate_test": True}
+
+
+class ActstudyGroup(click.Group):
+    """Bad input (a ValueError) ends a command with its message and exit status 2, without a traceback;
+    `errors` maps other exception types to their exit status (the service adds its API errors)."""
+
+    errors: dict[type[BaseException], int] = {ValueError: 2}
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except tuple(self.errors) as exc:
+            code = next(c for t, c in self.errors.items() if isinstance(exc, t))
+            click.echo(f"actstudy {ctx.invoked_subcommand}: {_message(exc)}", err=True)
+            ctx.exit(code)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):  # name each field and the reason, not pydantic's whole report
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+    return str(exc)
+
+
+@click.group(cls=ActstudyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """Compare activation functions, each tuned fairly."""
+
+
+# --- options from a pydantic model ----------------------------------------------------------------
+
+
+class _Sizes(click.ParamType):
+    name = "N,N,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (tuple, list)):
+            return tuple(value)
+        try:
+            return tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+
+
+class _Json(click.ParamType):
+    name = "JSON"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"{value!r} is not JSON: {exc}", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(f"{value!r} is not a JSON object", param, ctx)
+        return parsed
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """(click type, is a boolean flag) for a field's annotation."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _click_type(args[0])
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _click_type(args[0])
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in args]), False
+    if origin is tuple:
+        return _Sizes(), False
+    if origin is dict or annotation is dict:
+        return _Json(), False
+    if annotation is bool:
+        return bool, True
+    return {int: int, float: float}.get(annotation, str), False
+
+
+def _describe(info: FieldInfo, default: Any) -> str:
+    text = info.description or ""
+    limits = [f"{word} {v}" for m in info.metadata for word, v in
+              (("≥", getattr(m, "ge", None)), (">", getattr(m, "gt", None)), ("≤", getattr(m, "le", None)), ("<", getattr(m, "lt", None)))
+              if v is not None]
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else json.dumps(default) if isinstance(default, dict) else default
+    return "; ".join(p for p in (text, ", ".join(limits), "" if default is None else f"default {shown}") if p)
+
+
+def model_options(model: type[TrialConfig], defaults: dict[str, Any]):
+    """A decorator adding one option per field of `model`; an option not given arrives as None."""
+
+    own = [name for name in model.model_fields if name in model.__annotations__]  # the model's own first, then inherited
+    ordered = own + [name for name in model.model_fields if name not in own]
+
+    def decorate(fn):
+        for name in reversed(ordered):
+            info = model.model_fields[name]
+            kind, flag = _click_type(info.annotation)
+            default = defaults.get(name, info.get_default(call_default_factory=True))
+            dashed = name.replace("_", "-")
+            decls = [f"--{dashed}/--no-{dashed}"] if flag else [f"--{dashed}"]
+            fn = click.option(*decls, name, type=None if flag else kind, default=None, help=_describe(info, default))(fn)
+        return fn
+
+    return decorate
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--plot", metavar="FILE", help="also draw every activation and its derivative to a PNG")
+def activations(plot: str | None) -> int:
+    """List every activation with its formula and parameters."""
+    import activations as registry
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="actstudy activations")
+    for col in ("name", "formula", "parameters", "source"):
+        table.add_column(col)
+    for name in registry.names():
+        e = registry.entry(name)
+        params = ", ".join(f"{k}={v}" for k, v in registry.parameters(name).items()) or "-"
+        table.add_row(name + (" *" if e.learnable else ""), e.formula, params, e.source)
+    console = Console()
+    console.print(table)
+    console.print("* learnable")
+    if plot:
+        from studies.plots import plot_activations
+
+        console.print(f"wrote {plot_activations(plot)}")
+    return 0
+
+
+def train_config(options: dict[str, Any]) -> TrialConfig:
+    """`train`'s options as a TrialConfig: what was given, else TRAIN_DEFAULTS, else TrialConfig's defaults."""
+    return TrialConfig(**{**TRAIN_DEFAULTS, **{k: v for k, v in options.items() if v is not None}})
+
+
+@cli.command()
+@model_options(TrialConfig, TRAIN_DEFAULTS)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on the last line")
+def train(as_json: bool, **options: Any) -> int:
+    """Train one model with one activation and print its metrics."""
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from workers.train import train as train_model
+
+    cfg = train_config(options)
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[status]}"), console=console, disable=as_json and not console.is_terminal) as bar:
+        task = bar.add_task(f"{cfg.model}/{cfg.activation} on {cfg.dataset}", total=cfg.epochs, status="")
+
+        def on_epoch(record, state):
+            scores = " ".join(f"{k.removesuffix('_acc')} {record[k]:.3f}" for k in ("val_acc", "test_acc") if k in record)
+            bar.update(task, completed=record["epoch"], status=f"loss {record['train_loss']:.3f} {scores}")
+
+        result = train_model(cfg, on_epoch=on_epoch)
+    final = result.final
+    summary = {"status": result.status, "epochs": result.epochs_run, "test_acc": final.get("test_acc"),
+               "val_acc": final.get("val_acc"), "train_loss": final.get("train_loss"),
+               "wall_s": round(time.perf_counter() - start, 2), "config": cfg.to_dict()}
+    if result.diverged_at:
+        summary["diverged_at"] = result.diverged_at
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        test = "" if summary["test_acc"] is None else f"test_acc {summary['test_acc']:.4f}  "
+        console.print(f"{result.status}: {test}val_acc {summary['val_acc']:.4f}  ({summary['epochs']} epochs, {summary['wall_s']} s)")
+    return 0 if result.status == "completed" else 3
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--ray-address", help="existing cluster (default $RAY_ADDRESS, else a local Ray)")
+@click.option("--mlflow-uri", help="tracking server (default $MLFLOW_TRACKING_URI, else a local mlflow server)")
+@click.option("--resume", is_flag=True, help="continue an interrupted study (finished trials are kept)")
+@click.option("--study-id", help="the study's id (default: from the spec's name and contents)")
+@click.option("--data-dir", default=".actstudy", show_default=True, help="where studies, Ray results and the local MLflow live")
+def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool, study_id: str | None, data_dir: str) -> int:
+    """Run a study in-process on a local or given Ray cluster."""
+    import os
+
+    from rich.console import Console
+
+    from studies.console import RichProgress, print_results
+    from studies.local_services import start_mlflow
+    from studies.runner import run_study, study_id_for
+    from studies.spec import SpecError, load_spec
+
+    console = Console()
+    try:
+        study_spec = load_spec(spec)
+    except (SpecError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    data = Path(data_dir)
+    study_id = study_id or study_id_for(study_spec, data / "studies", resume=resume)
+    mlflow_uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow = None
+    if not mlflow_uri:
+        console.print("starting a local mlflow server ...")
+        mlflow = start_mlflow(data)
+        mlflow_uri = mlflow.url
+    try:
+        results = run_study(study_spec, study_id=study_id, storage_dir=data / "studies", mlflow_uri=mlflow_uri,
+                            ray_address=ray_address, sink=RichProgress(console))
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; continue with: actstudy run {spec} --resume --study-id {study_id}[/yellow]")
+        return 130
+    except Exception as exc:  # noqa: BLE001 — the study failed; say why and exit non-zero
+        console.print(f"[red]study {study_id} failed: {type(exc).__name__}: {exc}[/red]")
+        return 1
+    finally:
+        if mlflow is not None:
+            mlflow.stop()
+    print_results(console, results)
+    if mlflow is not None:
+        console.print(f"browse it later: mlflow ui --backend-store-uri sqlite:///{(data / 'mlflow' / 'mlflow.db').resolve()} "
+                      f"--artifacts-destination {(data / 'mlflow' / 'artifacts').resolve()}")
+    return 0
+
+
+def main(argv: list[str] | None = None, group: click.Group = cli) -> int:
+    """Run `group` on `argv` and return the exit status (usage errors: 2, with click's message)."""
+    try:
+        status = group.main(args=argv, prog_name="actstudy", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return 130
+    return status if isinstance(status, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""What a study reports, typed: its progress while it runs and its results when it ends.
+
+Built once (`studies.progress`, `studies.results`) and read by the runner, the report, MLflow, the
+console, the records and the API (whose OpenAPI schema is these models). A statistic that does not
+exist (the CI of one seed's mean, a p-value without pairs) is NaN in memory and null in JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Phase = Literal["search", "confirm"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+
+# --- progress ----------------------------------------------------------------------------------------
+
+
+class ActivationProgress(_Model):
+    done: int = Field(description="trials (search) or seeds (confirm) that ended")
+    running: int = 0
+    total: int
+    best: float | None = Field(None, description="best validation (search) or test (confirm) accuracy so far")
+
+
+class PhaseProgress(_Model):
+    phase: Phase
+    activations: dict[str, ActivationProgress]
+
+
+class StudyProgress(_Model):
+    """Every phase a driver has reported, and which one runs now."""
+
+    phase: Phase | None = None
+    phases: dict[Phase, PhaseProgress] = {}
+
+    def current(self) -> PhaseProgress | None:
+        return self.phases.get(self.phase) if self.phase else None
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+class Summary(_Model):
+    """Test accuracy over the confirmation seeds."""
+
+    n: int
+    values: list[float]
+    mean: float | None
+    std: float | None = Field(description="sample standard deviation (0 for one seed)")
+    ci95: tuple[float | None, float | None] = Field(description="two-sided 95% t interval of the mean")
+
+
+class PairedTest(_Model):
+    """An activation against the baseline over the seeds both have."""
+
+    mean_diff: float | None
+    n_pairs: int
+    p_value: float | None = Field(description="paired t-test")
+    p_holm: float | None = Field(description="Holm-adjusted over the study's activations")
+    significant: bool = Field(description="p_holm < 0.05")
+
+
+class TrialCounts(_Model):
+    completed: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    error: int = 0
+
+
+class BestParams(_Model):
+    lr: float
+    l2: float
+
+
+class ActivationResult(_Model):
+    best_params: BestParams | None = Field(description="the search's best setting; none if no trial completed")
+    best_val_acc: float | None
+    trials: TrialCounts
+    test_acc: Summary
+    vs_baseline: PairedTest | None = Field(None, description="none for the baseline itself")
+
+
+class RunLink(_Model):
+    run_id: str
+    url: str | None
+
+
+class MlflowLinks(_Model):
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    parent_run_url: str | None
+    activation_runs: dict[str, RunLink]
+
+
+class StudyResults(_Model):
+    study_id: str
+    name: str
+    baseline: str
+    seeds: list[int] = Field(description="the confirmation seeds, shared by every activation")
+    ranking: list[str] = Field(description="activation labels by mean test accuracy, best first")
+    best_activation: str | None
+    activations: dict[str, ActivationResult]
+    mlflow: MlflowLinks | None = None
+
+    def rank(self, label: str) -> int:
+        return self.ranking.index(label) + 1

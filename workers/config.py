@@ -1,0 +1,93 @@
+"""TrialConfig: the one declaration of a trial's options, their types, limits, defaults and units.
+
+Everything else is derived from it: a study spec's `training` section (`TrainingOptions`, with a
+study's own defaults), the Tune config of every study trial, `actstudy train`'s flags and the params
+each trial run logs to MLflow. Adding an option here and using it in the training loop is the whole
+change; an option nobody declared is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from workers.data import DATASETS
+from workers.models import MODELS
+
+MAX_EPOCHS = 500
+MAX_BATCH_SIZE = 8192
+
+# Types shared with the study spec's dataset and model sections (the names come from the registries).
+DatasetName = Literal[DATASETS]
+ModelName = Literal[MODELS]
+ValFraction = Annotated[float, Field(gt=0, le=0.5, description="of the training data, held out for validation")]
+Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=4096)], ...],
+                   Field(max_length=8, description="mlp hidden sizes")]
+
+
+class TrainingOptions(BaseModel):
+    """How a model is trained: `actstudy train`'s options and, with a study's defaults, a spec's `training`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # 167 epochs × 36 steps ≈ 6,000 steps on MNIST-1D, as the MNIST-1D paper.
+    epochs: int = Field(167, ge=1, le=MAX_EPOCHS, description="passes over the training data")
+    batch_size: int = Field(100, ge=1, le=MAX_BATCH_SIZE, description="samples per step")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+    nesterov: bool = Field(False, description="sgd only")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="cosine decays to 0 at the last step")
+    warmup_epochs: float = Field(0.0, ge=0, le=MAX_EPOCHS, description="linear warm-up from 0, in epochs")
+    l2_all: bool = Field(False, description="also penalise biases, norm layers and activation parameters")
+    augment: bool | None = Field(None, description="CIFAR crop + flip; unset: on for cifar10/100 only")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss's targets")
+
+
+class TrialConfig(TrainingOptions):
+    """Everything that defines a trial."""
+
+    dataset: DatasetName = "mnist1d"
+    data_root: str | None = Field(None, description="folder of torchvision datasets; unset: $ACTSTUDY_DATA_ROOT")
+    val_fraction: ValFraction = 0.1
+    model: ModelName = "mlp"
+    hidden: Hidden = (100, 100)
+    activation: str = "relu"
+    activation_params: dict[str, Any] = Field(default_factory=dict, description="the activation's constructor parameters")
+    lr: float = Field(1e-2, gt=0, description="peak learning rate")
+    l2: float = Field(0.0, ge=0, description="λ of the L2 penalty: gradient λ·w on weights (decoupled decay for adamw)")
+    seed: int = Field(0, ge=0, description="weights, batch order, augmentation and the validation split")
+    evaluate_test: bool = Field(False, description="score the test split each epoch (confirmation runs)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs)")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrialConfig":
+        """Validated; an unknown key is an error naming it."""
+        return cls.model_validate(values)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def params(self) -> dict[str, str]:
+        """Every option as a flat string mapping (MLflow params): `hidden` as `100,100`, activation params as `act.<name>`."""
+        out = {}
+        for name, value in self.to_dict().items():
+            if name == "activation_params":
+                out.update({f"act.{k}": str(v) for k, v in value.items()})
+            elif isinstance(value, list):
+                out[name] = ",".join(str(v) for v in value)
+            else:
+                out[name] = str(value)
+        return out
+
+
+def with_defaults(model: type[BaseModel], name: str, doc: str, **defaults: Any) -> type[BaseModel]:
+    """`model` under another name with other defaults; every type, limit and description kept."""
+    fields = {}
+    for key, default in defaults.items():
+        info = copy.copy(model.model_fields[key])
+        info.default = default
+        fields[key] = (info.annotation, info)
+    return create_model(name, __base__=model, __doc__=doc, **fields)
