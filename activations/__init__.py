@@ -7,7 +7,7 @@
 from activations._classic import Logish, PReLU, Smish
 from activations._lslu import LSLU
 from activations._pwlu import PWLU
-from activations._registry import UnknownActivationError, check_params, create, entry, is_learnable, names, parameters
+from activations._registry import UnknownActivationError, check_params, create, entry, names, parameters, reports_evolution
 from activations._telu import TeLU, telu
 
 __all__ = [
@@ -21,8 +21,8 @@ __all__ = [
     "check_params",
     "create",
     "entry",
-    "is_learnable",
     "names",
     "parameters",
+    "reports_evolution",
     "telu",
 ]

@@ -21,7 +21,7 @@ class Entry:
     cls: type[nn.Module]
     formula: str
     source: str
-    learnable: bool = False
+    learnable: bool = False  # has parameters that train with the model
 
 
 _REGISTRY: dict[str, Entry] = {
@@ -97,6 +97,8 @@ def create(name: str | type[nn.Module], *, num_features: int | None = None, spat
         raise UnknownActivationError(f"activation {getattr(name, '__name__', name)!r}: bad parameter ({exc})") from exc
 
 
-def is_learnable(module: nn.Module) -> bool:
-    """True for modules whose shape changes while they train and that report it (PWLU, LSLU)."""
+def reports_evolution(module: nn.Module) -> bool:
+    """True for modules that report their shape as they train (`state_snapshot()`: PWLU, LSLU), whose
+    evolution a study records. Not the same as learnable (`Entry.learnable`: has trained parameters),
+    which PReLU is too."""
     return callable(getattr(module, "state_snapshot", None))

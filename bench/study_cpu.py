@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     bookkeeping = used["driver"] + used["mlflow_server"]
     ratio = bookkeeping / trials
     n = len(spec.labels) * (spec.search.trials_per_activation + spec.confirm.seeds)
-    print(f"{args.spec}: {len(spec.labels)} activations, {n} trials and confirmation runs, best {results['best_activation']}")
+    print(f"{args.spec}: {len(spec.labels)} activations, {n} trials and confirmation runs, best {results.best_activation}")
     print(f"wall time                                {wall:8.1f} s")
     print(f"CPU s: driver                            {used['driver']:8.1f}")
     print(f"CPU s: MLflow server                     {used['mlflow_server']:8.1f}")

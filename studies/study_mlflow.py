@@ -44,7 +44,7 @@ class StudyRuns:
         exp_id = exp.experiment_id if exp else client.create_experiment(name, tags={"actstudy.study_id": study_id})
         parent = _find_or_create(client, exp_id, "tags.`actstudy.role` = 'study'", {"actstudy.role": "study", "actstudy.study_id": study_id}, spec.name)
         runs = cls(client, uri, exp_id, parent)
-        client.log_batch(parent, params=[Param(k, str(v)) for k, v in _flat_spec(spec).items()],
+        client.log_batch(parent, params=[Param(k, v) for k, v in _flat_spec(spec).items()],
                          tags=[RunTag("actstudy.status", "running")])
         client.log_text(parent, spec.model_dump_json(indent=2), "spec.json")
         # Found by tag in Python: a label is user text and never goes into a filter string.
@@ -172,16 +172,20 @@ def _find_or_create(client: MlflowClient, exp_id: str, filter_string: str, tags:
     return client.create_run(exp_id, tags=tags, run_name=name).info.run_id
 
 
-def _flat_spec(spec: StudySpec) -> dict:
-    d = spec.model_dump()
-    return {
-        "dataset": d["dataset"]["name"], "model": d["model"]["name"], "activations": ",".join(spec.labels),
-        "trials_per_activation": d["search"]["trials_per_activation"], "sampler": d["search"]["sampler"],
-        "pruner": d["search"]["pruner"], "epochs": d["training"]["epochs"], "batch_size": d["training"]["batch_size"],
-        "optimizer": d["training"]["optimizer"], "confirm_seeds": d["confirm"]["seeds"], "baseline": spec.confirm.baseline,
-        "seed": d["seed"], "lr_range": f"{d['search']['lr']['low']}..{d['search']['lr']['high']}",
-        "l2_range": f"{d['search']['l2']['low']}..{d['search']['l2']['high']}",
-    }
+def _flat_spec(spec: StudySpec) -> dict[str, str]:
+    """The whole spec as MLflow params, by dotted path (`training.epochs`, `search.lr.low`); the activations
+    as their labels."""
+    flat = {"activations": ",".join(spec.labels)}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}{key}.", inner)
+        else:
+            flat[prefix[:-1]] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    walk("", spec.model_dump(mode="json", exclude={"activations"}))
+    return flat
 
 
 __all__ = ["StudyRuns", "experiment_name"]

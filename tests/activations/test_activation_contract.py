@@ -211,8 +211,8 @@ def test_state_dict_round_trip(case, rank):
 def test_state_snapshot_only_on_evolving_activations_and_plain_json(case):
     module = build(case, 3)
     # The MLflow layout logs the evolution of PWLU and LSLU; they alone report a snapshot.
-    assert activations.is_learnable(module) == (CASES[case][0] in {"pwlu", "lslu"})
-    if activations.is_learnable(module):
+    assert activations.reports_evolution(module) == (CASES[case][0] in {"pwlu", "lslu"})
+    if activations.reports_evolution(module):
         module(torch.randn(SHAPES[3]))
         snapshot = module.state_snapshot()
         assert json.loads(json.dumps(snapshot)) == snapshot

@@ -109,11 +109,13 @@ def test_every_activation_class_has_a_docstring():
             assert cls.__doc__ and cls.__doc__.strip(), name
 
 
-def test_is_learnable():
-    assert activations.is_learnable(activations.create("pwlu"))
-    assert activations.is_learnable(activations.create("lslu", num_features=2))
-    assert not activations.is_learnable(activations.create("telu"))
-    assert not activations.is_learnable(torch.nn.ReLU())
+def test_reports_evolution():
+    assert activations.reports_evolution(activations.create("pwlu"))
+    assert activations.reports_evolution(activations.create("lslu", num_features=2))
+    assert not activations.reports_evolution(activations.create("telu"))
+    assert not activations.reports_evolution(torch.nn.ReLU())
+    # Learnable (it has a trained slope) but its evolution is not reported: two different words.
+    assert activations.entry("prelu").learnable and not activations.reports_evolution(activations.create("prelu"))
 
 
 @pytest.mark.parametrize("name", activations.names())

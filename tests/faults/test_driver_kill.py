@@ -19,6 +19,7 @@ import pytest
 
 from studies.runner import run_study
 from studies.search import OUTCOME, open_storage
+from studies.schema import StudyResults
 from studies.spec import parse_spec
 from tests.utils.runs import StudyRunsView, kill_group, start_study, tail, wait_for, write_spec
 
@@ -59,10 +60,9 @@ def uninterrupted(ray_head, mlflow_server, tmp_path_factory):
                      mlflow_uri=mlflow_server.url, ray_address=ray_head.address)
 
 
-def comparable(results: dict) -> dict:
-    return {"ranking": results["ranking"],
-            **{label: (a["best_params"], a["best_val_acc"], a["test_acc"]["mean"], a["trials"])
-               for label, a in results["activations"].items()}}
+def comparable(results: StudyResults) -> dict:
+    return {"ranking": results.ranking,
+            **{label: (a.best_params, a.best_val_acc, a.test_acc.mean, a.trials) for label, a in results.activations.items()}}
 
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
@@ -96,6 +96,7 @@ def test_a_killed_driver_continues_where_it_stopped(moment, uninterrupted, ray_h
         assert len(finished) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished), trials
         assert all(t.state == optuna.trial.TrialState.FAIL for t in trials if OUTCOME not in t.user_attrs)
 
-    results = json.loads(open(view.client.download_artifacts(_parent(view).info.run_id, "results.json", str(tmp_path))).read())
+    results = StudyResults.model_validate_json(
+        open(view.client.download_artifacts(_parent(view).info.run_id, "results.json", str(tmp_path))).read())
     assert comparable(results) == comparable(uninterrupted)
     print("FIGURES", json.dumps({"moment": moment, **figures}))

@@ -30,14 +30,14 @@ def test_study_layout_in_mlflow(ray_head, mlflow_server, tmp_path):
         "training": {"epochs": 2, "batch_size": 256}, "confirm": {"seeds": 2},
     })
     results = run_study(spec, study_id="layout1", storage_dir=tmp_path, mlflow_uri=mlflow_server.url, ray_address=ray_head.address)
-    assert sorted(results["ranking"]) == sorted(spec.labels)
-    assert results["best_activation"] == results["ranking"][0]
+    assert sorted(results.ranking) == sorted(spec.labels)
+    assert results.best_activation == results.ranking[0]
 
     c = MlflowClient(mlflow_server.url)
     exp = c.get_experiment_by_name("layout-layout1")
-    parent = c.get_run(results["mlflow"]["parent_run_id"])
+    parent = c.get_run(results.mlflow.parent_run_id)
     assert parent.info.experiment_id == exp.experiment_id and parent.info.status == "FINISHED"
-    assert parent.data.tags["best_activation"] == results["best_activation"]
+    assert parent.data.tags["best_activation"] == results.best_activation
     assert {"results.json", "ranking.md", "ranking.csv", "spec.json", "plots"} <= artifacts(c, parent.info.run_id)
     plots = artifacts(c, parent.info.run_id, "plots")
     assert {"plots/test_acc_ci.png", "plots/best_val_curves.png"} <= plots
@@ -48,7 +48,7 @@ def test_study_layout_in_mlflow(ray_head, mlflow_server, tmp_path):
     for act in acts:
         label = act.data.tags["activation"]
         assert act.info.status == "FINISHED" and "best_lr" in act.data.params
-        assert act.data.metrics["test_acc_mean"] == pytest.approx(results["activations"][label]["test_acc"]["mean"])
+        assert act.data.metrics["test_acc_mean"] == pytest.approx(results.activations[label].test_acc.mean)
         trials = children(c, exp.experiment_id, act.info.run_id, "trial")
         confirms = children(c, exp.experiment_id, act.info.run_id, "confirm")
         assert len(trials) == 2 and len(confirms) == 2
@@ -57,7 +57,7 @@ def test_study_layout_in_mlflow(ray_head, mlflow_server, tmp_path):
             assert [m.step for m in c.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
             assert {"train_loss", "val_loss", "lr", "epoch_time"} <= set(run.data.metrics)
         assert all("test_acc" in r.data.metrics for r in confirms)
-        assert {int(r.data.params["seed"]) for r in confirms} == set(results["seeds"])
+        assert {int(r.data.params["seed"]) for r in confirms} == set(results.seeds)
 
         run = trials[0]
         if label.startswith("pwlu"):

@@ -7,15 +7,14 @@ decompressed in place first, as torchvision's own download would have done.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from workers.data._base import Base, normalise_images
 from workers.data._types import DatasetError, MissingDataError
+from workers.files import written_whole
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -66,15 +65,10 @@ def _decompress_missing(name: str, folder: Path) -> None:
         target, packed = folder / file, folder / f"{file}.gz"
         if target.is_file() or not packed.is_file():
             continue
-        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{file}-", suffix=".tmp")
-            with os.fdopen(fd, "wb") as out, gzip.open(packed, "rb") as src:
+            with written_whole(target) as out, gzip.open(packed, "rb") as src:
                 shutil.copyfileobj(src, out)
-            os.replace(tmp, target)
         except (OSError, EOFError) as exc:
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
             raise DatasetError(
                 f"{name}: found {packed} but could not decompress it next to itself ({exc}); "
                 f"decompress the .gz files in {folder} or point the data root at a writable copy"

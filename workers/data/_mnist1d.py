@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 import warnings
 import zipfile
 from importlib import metadata
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from workers.data._base import Base
+from workers.files import written_whole
 
 # Bump when the cached file's layout changes, so stale files are never read.
 _FORMAT = 1
@@ -91,14 +90,9 @@ def _read(path: Path) -> dict[str, np.ndarray] | None:
 def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
     # Write to a private temporary file, then rename over the target: concurrent workers on one node
     # each rename a complete file, so a reader never sees a partial one.
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
+        with written_whole(path) as handle:
             np.savez(handle, **arrays)
-        os.replace(tmp, path)
     except OSError as exc:
         warnings.warn(f"could not cache MNIST-1D in {path.parent} ({exc}); it will be regenerated next time", stacklevel=3)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

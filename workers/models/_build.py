@@ -44,4 +44,4 @@ def build_model(
 
 def activation_sites(model: nn.Module) -> dict[str, nn.Module]:
     """Learnable activations by module path (the keys their evolution is logged under)."""
-    return {path: m for path, m in model.named_modules() if activations.is_learnable(m)}
+    return {path: m for path, m in model.named_modules() if activations.reports_evolution(m)}
