@@ -17,18 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from activations._blocks import Workspace, block_size
+
 _MIN_WIDTH = 1e-3  # realigned bounds never collapse: a constant input would otherwise give B_L == B_R
 _STD_EPS = 1e-5
 
-
-# Elements per block. On a CPU a block's temporaries stay in the caches, so the dozen eager ops per
-# block cost much less than as many passes over a large tensor, and the temporaries never take more
-# memory than a few blocks; smaller blocks only add per-op overhead (bench/activations.py measures it).
-# With several intra-op threads every op is a parallel region whose end waits for all of them; on a
-# loaded machine a descheduled thread makes each wait a time slice, so there blocks are 4× larger.
-_BLOCK = {"cpu": 1 << 18}
-_BLOCK_OTHER = 1 << 22
-_THREADED_FACTOR = 4
 # Devices whose backward adds G₀ and G₁ as one complex scatter (elsewhere: two real ones).
 _COMPLEX_SCATTER = {"cpu"}
 
@@ -61,16 +54,16 @@ class _SegmentLookup(torch.autograd.Function):
             s3 = _view3(segments, channels, channelwise)
         shift, scale = _shift_scale(lo, inv_width, channels)
         pairs = torch.complex(intercept - slope, slope).view(1, channels, n + 2)  # the lines in t₁
-        work = _Workspace(x3)
+        work = Workspace(x3.device)
         for block in _blocks(x3):
             xb = x3[block]
             t1 = _position(work, xb, shift, scale, dtype)
-            seg = torch.clamp(t1, 0, n + 1, out=work.get("segf", xb, dtype))
-            seg = work.get("seg32", xb, torch.int32).copy_(seg.nan_to_num_(nan=0.0))  # NaN stays NaN through t₁
+            seg = torch.clamp(t1, 0, n + 1, out=work.like("segf", xb, dtype))
+            seg = work.like("seg32", xb, torch.int32).copy_(seg.nan_to_num_(nan=0.0))  # NaN stays NaN through t₁
             if s3 is not None:
                 s3[block].copy_(seg)
-            seg = work.get("seg", xb, torch.int64).copy_(seg)  # float → int64 directly is much slower
-            line = torch.gather(pairs.expand(seg.shape[0], -1, -1), 2, seg, out=work.get("line", seg, pairs.dtype))
+            seg = work.like("seg", xb, torch.int64).copy_(seg)  # float → int64 directly is much slower
+            line = torch.gather(pairs.expand(seg.shape[0], -1, -1), 2, seg, out=work.like("line", seg, pairs.dtype))
             line = torch.view_as_real(line)
             torch.addcmul(line[..., 0], t1, line[..., 1], out=y3[block])
         ctx.save_for_backward(x, segments, lo, inv_width, slope)
@@ -95,26 +88,26 @@ class _SegmentLookup(torch.autograd.Function):
         dydx = (slope.view(channels, n + 2) * inv_width.view(channels, 1)).view(1, channels, n + 2)
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         sums = torch.zeros(channels, n + 2, 2, dtype=torch.float64, device=x.device)  # (G₀, G₁)
-        work = _Workspace(x3)
+        work = Workspace(x3.device)
         for block in _blocks(x3):
             xb, gb = x3[block], g3[block]
             if gb.dtype != dtype:
-                gb = work.get("g", xb, dtype).copy_(gb)
+                gb = work.like("g", xb, dtype).copy_(gb)
             t1 = _position(work, xb, shift, scale, dtype)
-            seg = work.get("seg", xb, torch.int64).copy_(s3[block])
+            seg = work.like("seg", xb, torch.int64).copy_(s3[block])
             rows = seg.shape[0]
-            slopes = torch.gather(dydx.expand(rows, -1, -1), 2, seg, out=work.get("dydx", seg, dtype))
+            slopes = torch.gather(dydx.expand(rows, -1, -1), 2, seg, out=work.like("dydx", seg, dtype))
             torch.mul(gb, slopes, out=gx3[block])
             if x.device.type in _COMPLEX_SCATTER:  # G₀ + i·G₁ in one scatter
-                weights = work.get("weights", xb, complex_dtype)
+                weights = work.like("weights", xb, complex_dtype)
                 pair = torch.view_as_real(weights)
                 pair[..., 0].copy_(gb)
                 torch.mul(gb, t1, out=pair[..., 1])
-                part = work.part(rows, channels, n + 2, complex_dtype)
+                part = _zeroed(work, rows, channels, n + 2, complex_dtype)
                 part.scatter_add_(2, seg, weights)
                 sums += torch.view_as_real(part).sum(dim=0, dtype=torch.float64)
             else:
-                part = work.part(2 * rows, channels, n + 2, dtype)
+                part = _zeroed(work, 2 * rows, channels, n + 2, dtype)
                 part[:rows].scatter_add_(2, seg, gb)
                 part[rows:].scatter_add_(2, seg, t1.mul_(gb))
                 sums += part.view(2, rows, channels, n + 2).sum(dim=1, dtype=torch.float64).permute(1, 2, 0)
@@ -146,37 +139,12 @@ def _shift_scale(lo, inv_width, channels):
 
 def _position(work, xb, shift, scale, dtype):
     """t₁ = t + 1 of a block (mul then add_: addcmul with (1, C, 1) operands is several times slower)."""
-    return torch.mul(xb, scale, out=work.get("t1", xb, dtype)).add_(shift)
+    return torch.mul(xb, scale, out=work.like("t1", xb, dtype)).add_(shift)
 
 
-class _Workspace:
-    """One buffer per kind of temporary, reused by every block: on a CPU a fresh allocation per op
-    costs more in page faults than the op itself."""
-
-    def __init__(self, x3):
-        self.size = min(x3.numel(), _block_size(x3.device) + x3.shape[1] * x3.shape[2])
-        self.device = x3.device
-        self.buffers = {}
-
-    def get(self, key, like, dtype):
-        """A view of the `key` buffer with like's shape and its order of dimensions in memory."""
-        flat = self.buffers.get(key)
-        if flat is None:
-            flat = self.buffers[key] = torch.empty(self.size, dtype=dtype, device=self.device)
-        order = sorted(range(like.dim()), key=lambda d: (like.stride(d), -d))
-        strides, step = [0] * like.dim(), 1
-        for d in order:
-            strides[d] = step
-            step *= like.shape[d]
-        return flat[:step].as_strided(like.shape, strides)
-
-    def part(self, rows, channels, width, dtype):
-        """Zeroed per-block sums, (rows, C, width)."""
-        flat = self.buffers.get("part")
-        need = rows * channels * width
-        if flat is None or flat.numel() < need:
-            flat = self.buffers["part"] = torch.empty(need, dtype=dtype, device=self.device)
-        return flat[:need].view(rows, channels, width).zero_()
+def _zeroed(work: Workspace, rows: int, channels: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """Zeroed per-block sums, (rows, C, width)."""
+    return work.flat("part", dtype, rows * channels * width).view(rows, channels, width).zero_()
 
 
 def _view3(t, channels, channelwise):
@@ -206,16 +174,10 @@ def _arranged(x, channels, channelwise):
     return x, _view3(x, channels, channelwise)
 
 
-def _block_size(device: torch.device) -> int:
-    if device.type != "cpu":
-        return _BLOCK.get(device.type, _BLOCK_OTHER)
-    return _BLOCK["cpu"] * (_THREADED_FACTOR if torch.get_num_threads() > 1 else 1)
-
-
 def _blocks(x3):
-    """Index tuples that cut a (P, C, L) tensor into blocks of about _BLOCK elements."""
+    """Index tuples that cut a (P, C, L) tensor into blocks of about `block_size` elements."""
     p, c, l = x3.shape
-    block = _block_size(x3.device)
+    block = block_size(x3.device)
     if p * c * l == 0:
         return
     if c * l <= block:

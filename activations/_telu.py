@@ -7,16 +7,12 @@ import math
 import torch
 from torch import nn
 
+from activations._blocks import Workspace, block_size
+
 # tanh(e^x) == 1 exactly in float64 (and every narrower type) once x >= 10, and the derivative term
 # x·e^x·sech²(e^x) underflows to 0 there. Clamping exp's argument keeps e^x finite (float16 overflows
 # at e^11.1) so autograd never forms 0·inf; above the clamp the gradient is tanh(e^10) = 1, the true limit.
 _EXP_CLAMP = 10.0
-# Elements per block of the fast path: a block's temporaries stay in the caches and are reused, so the
-# dozen eager ops per block cost a fraction of as many passes over a large tensor (bench/activations.py).
-_BLOCK = 1 << 18
-# With several intra-op threads every op is a parallel region whose end waits for all of them; on a
-# loaded machine a descheduled thread makes each wait a time slice, so there blocks are 4× larger.
-_THREADED_FACTOR = 4
 # tanh(e^x) where |x| is so small that y = x·tanh(e^x) is subnormal or 0, and y / x loses precision:
 # tanh(e^x) = tanh(1) + O(x) there, exact to far below the dtype's precision.
 _TANH_1 = math.tanh(1.0)
@@ -85,28 +81,8 @@ def _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp):
     if near_zero is None:
         t.nan_to_num_(nan=_TANH_1)  # x = 0: tanh(e⁰)
     else:  # y was rounded to a half type: within near_zero of 0 it is subnormal, and tanh(e⁰) is exact there
-        t.masked_fill_(torch.lt(torch.abs(xb, out=work(3)), near_zero, out=work.mask()), _TANH_1)
+        t.masked_fill_(torch.lt(torch.abs(xb, out=work(3)), near_zero, out=work("mask", torch.bool)), _TANH_1)
     torch.mul(gb, torch.addcmul(t, u, xc, value=4.0, out=t), out=out)
-
-
-class _Work:
-    """Float buffers (and one bool mask) of one block's size, made on first use and reused by every block."""
-
-    def __init__(self, size, dtype, device):
-        self.size, self.dtype, self.device = size, dtype, device
-        self.n = size
-        self.buffers: dict = {}
-
-    def _buffer(self, key, dtype):
-        if key not in self.buffers:
-            self.buffers[key] = torch.empty(self.size, dtype=dtype, device=self.device)
-        return self.buffers[key][: self.n]
-
-    def __call__(self, i):
-        return self._buffer(i, self.dtype)
-
-    def mask(self):
-        return self._buffer("mask", torch.bool)
 
 
 def _blockwise(kernel, x, *others):
@@ -120,13 +96,16 @@ def _blockwise(kernel, x, *others):
         flat = _flat(t) if t.stride() == x.stride() else None
         flats.append(flat if flat is not None else _flat(torch.empty_like(x).copy_(t)))  # e.g. a sum()'s expanded grad
     dtype = _compute_dtype(x.dtype)
-    block = _BLOCK * (_THREADED_FACTOR if x.device.type == "cpu" and torch.get_num_threads() > 1 else 1)
-    work = _Work(min(x_flat.numel(), block), dtype, x.device)
+    block = block_size(x.device)
+    workspace = Workspace(x.device)
     out = torch.empty_like(x)
     out_flat = _flat(out)
     for start in range(0, x_flat.numel(), block):
         stop = min(start + block, x_flat.numel())
-        work.n = stop - start
+
+        def work(key, kind=dtype, n=stop - start):
+            return workspace.flat(key, kind, n)
+
         blocks = [f[start:stop] for f in (x_flat, *flats)]
         blocks = [b if b.dtype == dtype else work(("in", i)).copy_(b) for i, b in enumerate(blocks)]
         kernel(*blocks, out_flat[start:stop], work)

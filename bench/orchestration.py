@@ -98,12 +98,7 @@ def planned_trials(spec: StudySpec) -> list[dict]:
 
 
 def trial_config(spec: StudySpec, trial: dict) -> TrialConfig:
-    t = spec.training
-    return TrialConfig(dataset=spec.dataset.name, model=spec.model.name, hidden=tuple(spec.model.hidden),
-                       activation=trial["activation"], activation_params=trial["activation_params"],
-                       lr=trial["lr"], l2=trial["l2"], epochs=t.epochs, batch_size=t.batch_size, optimizer=t.optimizer,
-                       schedule=t.schedule, warmup_epochs=t.warmup_epochs, l2_all=t.l2_all, seed=spec.seed,
-                       val_fraction=spec.dataset.val_fraction, threads=1, device="cpu")
+    return spec.trial_config(**{k: trial[k] for k in ("activation", "activation_params", "lr", "l2")}, threads=1, device="cpu")
 
 
 def key(label: str, lr: float, l2: float) -> tuple:

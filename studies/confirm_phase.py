@@ -11,6 +11,7 @@ from studies.execution import StudyContext
 from studies.progress import ProgressCallback, emit, phase_progress
 from studies.results import confirm_seeds
 from studies.run_ends import RunEnds
+from studies.schema import TrialSummary
 
 
 def confirm_key(labels: list[str], label: str, seed: int) -> str:
@@ -18,15 +19,15 @@ def confirm_key(labels: list[str], label: str, seed: int) -> str:
     return f"a{labels.index(label)}-s{seed}"
 
 
-def run_confirm(ctx: StudyContext, best: dict[str, dict]) -> dict[str, dict[int, float]]:
-    """Test accuracy by label and seed."""
+def run_confirm(ctx: StudyContext, best: dict[str, TrialSummary]) -> dict[str, dict[int, float]]:
+    """Test accuracy by label and seed, of each activation's best search trial's setting."""
     spec = ctx.spec
     cells = []
-    for label, params in best.items():
+    for label, trial in best.items():
         act = spec.activation(label)
         for seed in confirm_seeds(spec):
-            cells.append({"label": label, "activation": act.name, "activation_params": act.params, "lr": params["lr"],
-                          "l2": params["l2"], "seed": seed, "trial_key": confirm_key(spec.labels, label, seed)})
+            cells.append({"label": label, "activation": act.name, "activation_params": act.params, "lr": trial.lr,
+                          "l2": trial.l2, "seed": seed, "trial_key": confirm_key(spec.labels, label, seed)})
     finished = ctx.runs.finished_confirmations()
     scores: dict[str, dict[int, float]] = {label: {} for label in best}
     for c in cells:

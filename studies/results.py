@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from studies import report
-from studies.schema import ActivationResult, BestParams, StudyResults, TrialCounts
+from studies.schema import ActivationResult, BestParams, StudyResults, TrialCounts, TrialSummary
 from studies.spec import StudySpec
 
 CONFIRM_SEED_OFFSET = 1000  # confirmation seeds differ from the search seed, and are shared by all activations
@@ -16,16 +16,14 @@ def confirm_seeds(spec: StudySpec) -> list[int]:
     return [spec.seed + CONFIRM_SEED_OFFSET + i for i in range(spec.confirm.seeds)]
 
 
-def best_params(trials: list[dict]) -> dict | None:
+def best_trial(trials: list[TrialSummary]) -> TrialSummary | None:
     """The finished, non-diverged trial with the best final validation accuracy (the lowest number on a tie)."""
-    done = [t for t in trials if t["status"] == "completed" and t["val_acc"] is not None and math.isfinite(t["val_acc"])]
-    if not done:
-        return None
-    best = max(done, key=lambda t: (t["val_acc"], -t.get("number", 0)))
-    return {"lr": best["lr"], "l2": best["l2"], "val_acc": best["val_acc"]}
+    done = [t for t in trials if t.status == "completed" and t.val_acc is not None and math.isfinite(t.val_acc)]
+    return max(done, key=lambda t: (t.val_acc, -t.number), default=None)
 
 
-def build_results(spec: StudySpec, study_id: str, trials: dict, best: dict, scores: dict) -> StudyResults:
+def build_results(spec: StudySpec, study_id: str, trials: dict[str, list[TrialSummary]], best: dict[str, TrialSummary],
+                  scores: dict[str, dict[int, float]]) -> StudyResults:
     summaries = {label: report.summarize(list(scores.get(label, {}).values())) for label in spec.labels}
     paired = report.paired_vs_baseline(scores, spec.confirm.baseline)
     ranking = report.rank(summaries)
@@ -33,9 +31,9 @@ def build_results(spec: StudySpec, study_id: str, trials: dict, best: dict, scor
     for label in spec.labels:
         found = best.get(label)
         acts[label] = ActivationResult(
-            best_params=BestParams(lr=found["lr"], l2=found["l2"]) if found else None,
-            best_val_acc=found["val_acc"] if found else None,
-            trials=TrialCounts(**{s: sum(1 for t in trials[label] if t["status"] == s) for s in TRIAL_STATUSES}),
+            best_params=BestParams(lr=found.lr, l2=found.l2) if found else None,
+            best_val_acc=found.val_acc if found else None,
+            trials=TrialCounts(**{s: sum(1 for t in trials[label] if t.status == s) for s in TRIAL_STATUSES}),
             test_acc=summaries[label],
             vs_baseline=paired.get(label),
         )

@@ -18,7 +18,7 @@ import ray
 from studies.confirm_phase import run_confirm
 from studies.execution import StudyContext, StudyPaths
 from studies.progress import SINKS, ProgressSink
-from studies.results import best_params, build_results
+from studies.results import best_trial, build_results
 from studies.search import PerActivationSearcher, open_storage
 from studies.schema import StudyResults
 from studies.search_phase import run_search
@@ -98,11 +98,11 @@ def run_study(
         if any(kept.values()) or lost:
             log.info("resuming study %s: %d finished trials kept, %d lost with a driver run again",
                      study_id, sum(len(v) for v in kept.values()), lost)
-        runs.close_interrupted({t["key"]: t["status"] for ts in kept.values() for t in ts})
+        runs.close_interrupted({t.key: t.status for ts in kept.values() for t in ts})
         sink.started(spec, study_id, runs.parent_url)
         ctx = StudyContext(spec, study_id, paths, runs, mlflow_uri)
         trials = run_search(ctx, searcher)
-        best = {label: b for label in spec.labels if (b := best_params(trials[label])) is not None}
+        best = {label: b for label in spec.labels if (b := best_trial(trials[label])) is not None}
         if not best:
             raise RuntimeError("no activation finished a single trial (all diverged, were pruned or failed)")
         scores = run_confirm(ctx, best)

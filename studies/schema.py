@@ -46,6 +46,18 @@ class StudyProgress(_Model):
 # --- results -----------------------------------------------------------------------------------------
 
 
+class TrialSummary(_Model):
+    """One finished search trial, as the search store holds it."""
+
+    number: int = Field(description="the Optuna trial number")
+    key: str = Field(description="the trial key its checkpoints and MLflow runs are found by")
+    lr: float
+    l2: float
+    status: Literal["completed", "pruned", "diverged", "error"]
+    epochs: int
+    val_acc: float | None = Field(description="at its last epoch; none if it diverged")
+
+
 class Summary(_Model):
     """Test accuracy over the confirmation seeds."""
 

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import Searcher
 
+from studies.schema import TrialSummary
 from studies.spec import RangeSpec, StudySpec
 
 log = logging.getLogger(__name__)
@@ -215,12 +216,12 @@ class PerActivationSearcher(Searcher):
                 raise
         self.ended[label] += 1
 
-    def summaries(self) -> dict[str, list[dict]]:
-        """Every finished trial of each activation, from the storage: number, key, lr, l2, status, epochs, val_acc."""
+    def summaries(self) -> dict[str, list[TrialSummary]]:
+        """Every finished trial of each activation, from the storage."""
         out = {}
         for label in self.labels:
-            out[label] = [{"number": t.number, "key": trial_key(self.spec, label, t.user_attrs.get(ROOT, t.number)),
-                           "lr": t.params["lr"], "l2": t.params["l2"], **t.user_attrs[OUTCOME]}
+            out[label] = [TrialSummary(number=t.number, key=trial_key(self.spec, label, t.user_attrs.get(ROOT, t.number)),
+                                       lr=t.params["lr"], l2=t.params["l2"], **t.user_attrs[OUTCOME])
                           for t in self._studies[label].get_trials(deepcopy=False) if OUTCOME in t.user_attrs]
         return out
 

@@ -9,19 +9,20 @@ from ray import tune
 from studies.execution import StudyContext, cluster_slots
 from studies.progress import ProgressCallback, emit, phase_progress
 from studies.run_ends import RunEnds
+from studies.schema import TrialSummary
 from studies.search import METRIC, MODE, PerActivationSearcher, make_scheduler
 
 log = logging.getLogger(__name__)
 
 
-def _progress(trials: dict[str, list[dict]]) -> tuple[dict, dict]:
+def _progress(trials: dict[str, list[TrialSummary]]) -> tuple[dict, dict]:
     done = {label: len(ts) for label, ts in trials.items()}
-    best = {label: max((t["val_acc"] for t in ts if t["status"] != "diverged" and t["val_acc"] is not None), default=None)
+    best = {label: max((t.val_acc for t in ts if t.status != "diverged" and t.val_acc is not None), default=None)
             for label, ts in trials.items()}
     return done, best
 
 
-def run_search(ctx: StudyContext, searcher: PerActivationSearcher) -> dict[str, list[dict]]:
+def run_search(ctx: StudyContext, searcher: PerActivationSearcher) -> dict[str, list[TrialSummary]]:
     """Run what is left of every activation's budget; returns {label: [finished trial summaries]}."""
     spec = ctx.spec
     totals = {label: spec.search.trials_per_activation for label in spec.labels}

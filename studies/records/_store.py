@@ -69,6 +69,11 @@ class RecordStore:
         with self.sessions() as s, s.begin():
             yield s
 
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.engine.connect() as conn:
+            conn.execute(text("select 1"))
+
     # studies
     def get(self, study_id: str) -> Study | None:
         with self.sessions() as s:

@@ -93,7 +93,7 @@ def test_concurrency_per_activation_and_states_told_to_optuna(storage):
     states = {label: study.trials[0].state for label, study in s.studies().items()}
     assert states == {"relu": optuna.trial.TrialState.FAIL, "telu": optuna.trial.TrialState.PRUNED,
                       "pwlu": optuna.trial.TrialState.FAIL}
-    assert {label: [t["status"] for t in ts] for label, ts in s.summaries().items()} == \
+    assert {label: [t.status for t in ts] for label, ts in s.summaries().items()} == \
         {"relu": ["diverged"], "telu": ["pruned"], "pwlu": ["error"]}
 
 

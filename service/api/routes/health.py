@@ -1,8 +1,9 @@
 """/healthz (the process is up) and /readyz (database, Ray and MLflow reachable)."""
 
 import httpx
-from fastapi import APIRouter, Request, Response
-from sqlalchemy import text
+from fastapi import APIRouter, Response
+
+from service.deps import JobsDep, SettingsDep, StoreDep
 
 router = APIRouter(tags=["health"])
 
@@ -13,17 +14,15 @@ def healthz() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "a check failed; `checks` says which"}})
-def readyz(request: Request, response: Response) -> dict:
-    app = request.app
+def readyz(response: Response, store: StoreDep, jobs: JobsDep, settings: SettingsDep) -> dict:
     checks = {}
     try:
-        with app.state.store.engine.connect() as conn:
-            conn.execute(text("select 1"))
+        store.ping()
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    checks["ray"] = "ok" if app.state.jobs.ping() else "unreachable"
-    uri = app.state.settings.mlflow_uri
+    checks["ray"] = "ok" if jobs.ping() else "unreachable"
+    uri = settings.mlflow_uri
     try:
         checks["mlflow"] = "ok" if uri and httpx.get(f"{uri.rstrip('/')}/health", timeout=3).status_code == 200 else "unreachable"
     except httpx.HTTPError as exc:
