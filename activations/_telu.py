@@ -18,10 +18,6 @@ _EXP_CLAMP = 10.0
 _TANH_1 = math.tanh(1.0)
 
 
-def _telu_value(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.tanh(torch.exp(x.clamp(max=_EXP_CLAMP)))
-
-
 def _telu_slope(x: torch.Tensor) -> torch.Tensor:
     """dTeLU/dx = tanh(eˣ) + x·(eˣ·sech²(eˣ)); the bracket (≤ 0.45) is formed before x multiplies it."""
     e = torch.exp(x.clamp(max=_EXP_CLAMP))

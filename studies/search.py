@@ -248,10 +248,10 @@ class PerActivationScheduler(FIFOScheduler):
         super().__init__()
         self._make = make
         self.groups: dict[str, TrialScheduler] = {}
-        self._metric, self._mode = METRIC, MODE
+        super().set_search_properties(METRIC, MODE)
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
-        return True
+        return True  # fixed at construction, as each activation's own scheduler's
 
     def _group(self, trial) -> TrialScheduler:
         label = trial.config.get("label", "")
