@@ -63,7 +63,8 @@ import optuna  # noqa: E402
 
 from studies.search import METRIC, PerActivationSearcher  # noqa: E402
 from studies.spec import StudySpec, parse_spec  # noqa: E402
-from workers.train import TrialConfig, train  # noqa: E402
+from workers.config import TrialConfig  # noqa: E402
+from workers.train import train  # noqa: E402
 
 TARGET = 1.05  # search phase wall / the same trials in as many plain processes as the runner runs at once
 BOOKKEEPING_TARGET = 0.10  # CPU s of the driver and the MLflow server / CPU s of the trial processes

@@ -19,8 +19,7 @@ from sqlalchemy import DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.deps import SettingsDep, StoreDep
-from studies.records import Base, RecordStore
-from studies.records import utcnow
+from studies.records import Base, RecordStore, utcnow
 
 
 class ApiToken(Base):

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.live import Live
 
 from service.models import StudyPublic, StudyResultsPublic
-from studies.console import progress_table
-from studies.records import StudyStatus
+from studies.schema import StudyStatus
 
 
 class ApiError(RuntimeError):
@@ -59,6 +58,8 @@ class Client:
     def wait(self, study_id: str, *, console: Console | None = None, poll_s: float = 1.0,
              timeout_s: float | None = None) -> StudyPublic:
         """Follow a study until it ends, with a live progress table when a console is given."""
+        from studies.console import progress_table  # Ray's Tune, through studies.progress: only when drawing
+
         deadline = time.monotonic() + timeout_s if timeout_s else None
         live = Live(console=console, refresh_per_second=2) if console else None
         if live:
@@ -91,4 +92,6 @@ def print_status(console: Console, study: StudyPublic) -> None:
         console.print(f"  MLflow: {study.links.mlflow}")
     phase = study.progress.current() if study.progress else None
     if phase:
+        from studies.console import progress_table
+
         console.print(progress_table(phase))

@@ -136,9 +136,10 @@ def model_options(model: type[TrialConfig], defaults: dict[str, Any]):
 @click.option("--plot", metavar="FILE", help="also draw every activation and its derivative to a PNG")
 def activations(plot: str | None) -> int:
     """List every activation with its formula and parameters."""
-    import activations as registry
     from rich.console import Console
     from rich.table import Table
+
+    import activations as registry
 
     table = Table(title="actstudy activations")
     for col in ("name", "formula", "parameters", "source"):

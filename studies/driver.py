@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from studies.records import RecordStore, StudyStatus
 from studies.progress import ProgressSink
+from studies.records import RecordStore, StudyStatus
 from studies.runner import run_study
 from studies.schema import PhaseProgress, StudyProgress, StudyResults
 from studies.spec import StudySpec, parse_spec
@@ -47,13 +47,13 @@ class RecordSink(ProgressSink):
 
     def _write(self) -> None:
         try:
-            self.store.update(self.study_id, progress=self.progress.model_dump(mode="json"))
+            self.store.update(self.study_id, progress=self.progress.plain())
         except Exception as exc:  # noqa: BLE001 — a database blip must not stop the study
             log.warning("could not write progress: %s", exc)
 
     def finished(self, results: StudyResults) -> None:
         self._write()
-        stored = results.model_dump(mode="json")
+        stored = results.plain()
         self.store.mark(self.study_id, StudyStatus.succeeded, results=stored, mlflow=stored["mlflow"], error=None)
 
     def failed(self, reason: str) -> None:

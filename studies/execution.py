@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import ray
 from ray import tune
@@ -49,7 +50,7 @@ class StudyContext:
     runs: StudyRuns
     mlflow_uri: str
 
-    def base_config(self, kind: str) -> dict:
+    def base_config(self, kind: Literal["trial", "confirm"]) -> dict:
         """The Tune config every trial of a phase shares (see studies.trial); the phase adds the activation,
         lr, l2, seed, label and key."""
         shared = self.spec.trial_config(evaluate_test=kind == "confirm").to_dict()

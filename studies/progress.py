@@ -50,7 +50,7 @@ def _better(a: float | None, b: float | None) -> float | None:
 class ProgressCallback(tune.Callback):
     """Counts this experiment's trials per activation on top of what earlier drivers finished."""
 
-    def __init__(self, study_id: str, phase: str, totals: dict[str, int], done: dict[str, int],
+    def __init__(self, study_id: str, phase: Phase, totals: dict[str, int], done: dict[str, int],
                  best: dict[str, float | None], every_s: float = 1.0) -> None:
         self.study_id, self.phase, self.totals, self.every_s = study_id, phase, totals, every_s
         self.prior_done, self.prior_best = done, best

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import typing
 
 from studies import report
-from studies.schema import ActivationResult, BestParams, StudyResults, TrialCounts, TrialSummary
+from studies.schema import ActivationResult, BestParams, StudyResults, TrialCounts, TrialStatus, TrialSummary
 from studies.spec import StudySpec
 
 CONFIRM_SEED_OFFSET = 1000  # confirmation seeds differ from the search seed, and are shared by all activations
-TRIAL_STATUSES = tuple(TrialCounts.model_fields)  # how a search trial can end
+TRIAL_STATUSES = typing.get_args(TrialStatus)
 
 
 def confirm_seeds(spec: StudySpec) -> list[int]:

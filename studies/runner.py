@@ -19,8 +19,8 @@ from studies.confirm_phase import run_confirm
 from studies.execution import StudyContext, StudyPaths
 from studies.progress import SINKS, ProgressSink
 from studies.results import best_trial, build_results
-from studies.search import PerActivationSearcher, open_storage
 from studies.schema import StudyResults
+from studies.search import PerActivationSearcher, open_storage
 from studies.search_phase import run_search
 from studies.spec import StudySpec
 from studies.study_mlflow import StudyRuns
@@ -41,7 +41,8 @@ TRIAL_ENV = {
 
 def study_id_for(spec: StudySpec, storage_dir: Path, *, resume: bool) -> str:
     """`<name>-<hash of the spec>`: the same spec resumes the same study; a fresh run gets a new suffix."""
-    base = f"{spec.name}-{hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:8]}"
+    # Defaults left out: an option added later (with a default) leaves the ids of existing specs as they were.
+    base = f"{spec.name}-{hashlib.sha256(spec.model_dump_json(exclude_defaults=True).encode()).hexdigest()[:8]}"
     if resume or not (Path(storage_dir) / base).exists():
         return base
     n = 2

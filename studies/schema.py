@@ -1,4 +1,4 @@
-"""What a study reports, typed: its progress while it runs and its results when it ends.
+"""What a study reports, typed: its status, its progress while it runs and its results when it ends.
 
 Built once (`studies.progress`, `studies.results`) and read by the runner, the report, MLflow, the
 console, the records and the API (whose OpenAPI schema is these models). A statistic that does not
@@ -7,15 +7,34 @@ exist (the CI of one seed's mean, a p-value without pairs) is NaN in memory and 
 
 from __future__ import annotations
 
+import enum
+import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Phase = Literal["search", "confirm"]
+TrialStatus = Literal["completed", "pruned", "diverged", "error"]  # how a search trial ended
+
+
+class StudyStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (StudyStatus.succeeded, StudyStatus.failed, StudyStatus.cancelled)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    def plain(self) -> dict:
+        """JSON-ready values, as the records and MLflow artifacts hold them (a missing statistic, NaN, as None)."""
+        return json.loads(self.model_dump_json())
 
 
 # --- progress ----------------------------------------------------------------------------------------
@@ -53,7 +72,7 @@ class TrialSummary(_Model):
     key: str = Field(description="the trial key its checkpoints and MLflow runs are found by")
     lr: float
     l2: float
-    status: Literal["completed", "pruned", "diverged", "error"]
+    status: TrialStatus
     epochs: int
     val_acc: float | None = Field(description="at its last epoch; none if it diverged")
 
@@ -96,6 +115,11 @@ class ActivationResult(_Model):
     trials: TrialCounts
     test_acc: Summary
     vs_baseline: PairedTest | None = Field(None, description="none for the baseline itself")
+
+    @field_validator("best_params", mode="before")
+    @classmethod
+    def _none_if_empty(cls, value):
+        return value or None  # results stored before this model held {} for "no completed trial"
 
 
 class RunLink(_Model):

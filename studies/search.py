@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule, TrialScheduler
 from ray.tune.search import Searcher
 
-from studies.schema import TrialSummary
+from studies.schema import TrialStatus, TrialSummary
 from studies.spec import RangeSpec, StudySpec
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def search_space(spec: StudySpec) -> dict[str, FloatDistribution]:
     return {"lr": FloatDistribution(s.lr.low, s.lr.high, log=s.lr.log), "l2": FloatDistribution(s.l2.low, s.l2.high, log=s.l2.log)}
 
 
-def outcome(result: dict | None, epochs: int, error: bool = False) -> str:
+def outcome(result: dict | None, epochs: int, error: bool = False) -> TrialStatus:
     """completed | pruned | diverged | error: how a trial ended, from its last result."""
     result = result or {}
     if error:

@@ -28,15 +28,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_TRIAL = TrialConfig.model_fields
+
+
 class DatasetSpec(_Strict):
-    name: DatasetName = "mnist1d"
-    data_root: str | None = None  # torchvision datasets; default $ACTSTUDY_DATA_ROOT on each node
-    val_fraction: ValFraction = 0.1
+    name: DatasetName = _TRIAL["dataset"].default
+    data_root: str | None = Field(None, description=f"{_TRIAL['data_root'].description}, on each node")
+    val_fraction: ValFraction = _TRIAL["val_fraction"].default
 
 
 class ModelSpec(_Strict):
-    name: ModelName = "mlp"
-    hidden: Hidden = (100, 100)
+    name: ModelName = _TRIAL["model"].default
+    hidden: Hidden = _TRIAL["hidden"].default
 
 
 class ActivationSpec(_Strict):
@@ -104,8 +107,8 @@ class SearchSpec(_Strict):
 
 
 # A study trains many models: shorter and in larger batches than one `actstudy train` by default.
-TrainingSpec = with_defaults(TrainingOptions, "TrainingSpec", "How every trial of the study trains (workers.config.TrainingOptions).",
-                             epochs=30, batch_size=128)
+TrainingSpec = with_defaults(TrainingOptions, "TrainingSpec", __name__,
+                             "How every trial of the study trains (workers.config.TrainingOptions).", epochs=30, batch_size=128)
 
 
 class ConfirmSpec(_Strict):
@@ -147,10 +150,10 @@ class StudySpec(_Strict):
         if self.confirm.baseline.lower() not in labels:
             raise ValueError(f"confirm.baseline: {self.confirm.baseline!r} is not among the study's activations ({', '.join(labels)})")
         self.confirm.baseline = self.confirm.baseline.lower()
-        if self.model.name in ("cnn", "resnet18") and self.dataset.name == "mnist1d":
-            raise ValueError(f"model.name: {self.model.name} needs an image dataset, not mnist1d (use mlp or cnn1d)")
-        if self.model.name == "cnn1d" and self.dataset.name != "mnist1d":
-            raise ValueError(f"model.name: cnn1d is for mnist1d, not {self.dataset.name} (use mlp, cnn or resnet18)")
+        try:
+            self.trial_config()  # the model, the data and the training options fit together
+        except ValidationError as exc:
+            raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
         total = len(self.activations) * (self.search.trials_per_activation + self.confirm.seeds) * self.training.epochs
         if total > MAX_TRIAL_EPOCHS:
             raise ValueError(f"study too large: {total} trial-epochs (activations × (trials + seeds) × epochs), the limit is {MAX_TRIAL_EPOCHS}")

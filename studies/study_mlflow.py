@@ -113,8 +113,7 @@ class StudyRuns:
             c.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None and v == v],
                         params=[Param(f"best_{k}", str(v)) for k, v in params.items()],
                         tags=[RunTag("actstudy.rank", str(results.rank(label)))])
-            c.log_dict(run_id, {"summary": a.model_dump(mode="json"), "trials": [t.model_dump(mode="json") for t in trials[label]]},
-                       "activation_summary.json")
+            c.log_dict(run_id, {"summary": a.plain(), "trials": [t.plain() for t in trials[label]]}, "activation_summary.json")
             c.set_terminated(run_id, "FINISHED")
         parent = self.parent_id
         c.log_text(parent, results.model_dump_json(indent=2), "results.json")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from workers.train import TrialConfig, TrialResult
+from workers.config import TrialConfig
+from workers.train import TrialResult
 from workers.trainable import TrialRecorder
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def sanitize(name: str) -> str:
 
 
 def evolution_metrics(snapshots: dict[str, dict]) -> dict[str, float]:
-    """Per-layer scalar series of the learnable activations (channel means where channel-wise)."""
+    """Per-layer scalar series of the activations that report their shape, PWLU and LSLU (channel means where channel-wise)."""
     out: dict[str, float] = {}
     for layer, snap in snapshots.items():
         key = sanitize(layer)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from workers.data import DATASETS
-from workers.models import MODELS
+from workers.data import DATASETS, IMAGE_DATASETS
+from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
 
 MAX_EPOCHS = 500
 MAX_BATCH_SIZE = 8192
@@ -62,10 +62,16 @@ class TrialConfig(TrainingOptions):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs)")
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrialConfig":
-        """Validated; an unknown key is an error naming it."""
-        return cls.model_validate(values)
+    @model_validator(mode="after")
+    def _fits_the_data(self) -> "TrialConfig":
+        images = self.dataset in IMAGE_DATASETS
+        if self.model in IMAGE_MODELS and not images:
+            raise ValueError(f"model {self.model} needs an image dataset ({', '.join(IMAGE_DATASETS)}), not {self.dataset}")
+        if self.model in SEQUENCE_MODELS and images:
+            raise ValueError(f"model {self.model} is for sequences (mnist1d), not {self.dataset}")
+        if self.augment and not images:
+            raise ValueError(f"augment crops and flips images; {self.dataset} has none")
+        return self
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
@@ -83,11 +89,11 @@ class TrialConfig(TrainingOptions):
         return out
 
 
-def with_defaults(model: type[BaseModel], name: str, doc: str, **defaults: Any) -> type[BaseModel]:
-    """`model` under another name with other defaults; every type, limit and description kept."""
+def with_defaults(model: type[BaseModel], name: str, module: str, doc: str, **defaults: Any) -> type[BaseModel]:
+    """`model` as a new class `module.name` with other defaults; every type, limit and description kept."""
     fields = {}
     for key, default in defaults.items():
         info = copy.copy(model.model_fields[key])
         info.default = default
         fields[key] = (info.annotation, info)
-    return create_model(name, __base__=model, __doc__=doc, **fields)
+    return create_model(name, __base__=model, __module__=module, __doc__=doc, **fields)

@@ -22,6 +22,7 @@ from workers.config import TrialConfig
 from workers.data import Dataset, Split, augment_cifar, batches, load_dataset
 from workers.models import activation_sites, build_model
 
+
 @dataclass
 class TrialResult:
     status: str  # "completed" | "diverged"

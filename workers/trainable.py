@@ -1,6 +1,7 @@
-"""The Ray Tune trainable: `workers.train.train` reporting each epoch to Tune, checkpointing, resuming.
+"""The body of a Ray Tune trial (`run_trial`): `workers.train.train` reporting each epoch to Tune,
+checkpointing, resuming. The studies layer's trainable (`studies.trial.study_trial`) calls it.
 
-Checkpoints go to a folder the caller names (`checkpoint_dir` in the config), not to Tune's storage: a
+Checkpoints go to a folder the caller names (`checkpoint_dir`), not to Tune's storage: a
 study keys it by study, activation and Optuna trial, so any later attempt of the same trial (Tune's
 retry after a worker died, or a new driver's retry after the old one died) continues from it.
 Recorders (e.g. the studies layer's MLflow logger) see the trial's life without this layer knowing them.
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from ray import tune
 
-from workers.train import TrainState, TrialConfig, TrialResult, train
+from workers.config import TrialConfig
+from workers.train import TrainState, TrialResult, train
 
 CHECKPOINT_EVERY = 5  # epochs; and always at the end and on divergence
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-import enum
 from datetime import datetime, timezone
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from studies.schema import StudyStatus
 
 
 def utcnow() -> datetime:
@@ -13,18 +14,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
-
-
-class StudyStatus(str, enum.Enum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (StudyStatus.succeeded, StudyStatus.failed, StudyStatus.cancelled)
 
 
 class Study(Base):

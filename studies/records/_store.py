@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from studies.records._models import Study, StudyStatus
 
@@ -149,4 +149,4 @@ class RecordStore:
         return list(rows), count
 
 
-__all__ = ["RecordStore", "Session", "make_engine", "migrate"]
+__all__ = ["RecordStore", "migrate"]

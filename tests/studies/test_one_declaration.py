@@ -50,9 +50,10 @@ def test_every_option_has_one_way_in_from_a_spec():
 @pytest.mark.parametrize("name", sorted(TrainingOptions.model_fields))
 def test_each_training_option_reaches_the_trials_from_the_spec(name):
     value = other_value(TrainingOptions.model_fields[name])
-    spec = parse_spec({"activations": ["relu"], "training": {name: value}})
+    data = {"dataset": {"name": "digits"}} if name == "augment" else {}  # crops and flips need images
+    spec = parse_spec({"activations": ["relu"], **data, "training": {name: value}})
     assert getattr(spec.trial_config(), name) == value
-    assert getattr(parse_spec({"activations": ["relu"]}).trial_config(), name) != value
+    assert getattr(parse_spec({"activations": ["relu"], **data}).trial_config(), name) != value
 
 
 @pytest.mark.parametrize("name", sorted(FROM_SPEC_SECTIONS))
@@ -81,8 +82,9 @@ def test_each_option_is_a_train_flag(name):
     else:
         text = ",".join(map(str, value)) if isinstance(value, tuple) else '{"alpha": 0.5}' if isinstance(value, dict) else str(value)
         args = [flag, text]
-    assert getattr(train_flags(args), name) == value
-    assert getattr(train_flags([]), name) != value
+    data = ["--dataset", "digits"] if name == "augment" else []  # crops and flips need images
+    assert getattr(train_flags([*data, *args]), name) == value
+    assert getattr(train_flags(data), name) != value
 
 
 def test_each_option_is_an_mlflow_param():

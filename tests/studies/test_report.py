@@ -1,13 +1,14 @@
 """Statistics on known inputs, checked against SciPy and hand-computed values."""
 
 import math
+import typing
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from studies import report
-from studies.schema import StudyResults
+from studies.schema import ActivationResult, StudyResults, TrialCounts, TrialStatus
 
 
 def test_summarize_matches_t_interval():
@@ -74,3 +75,14 @@ def test_rank_and_tables():
     csv_text = report.ranking_csv(results)
     assert csv_text.splitlines()[0].startswith("rank,activation,test_acc_mean")
     assert csv_text.splitlines()[1].startswith("1,telu,0.81")
+
+
+def test_trial_counts_cover_every_way_a_trial_ends():
+    assert set(TrialCounts.model_fields) == set(typing.get_args(TrialStatus))
+
+
+def test_results_stored_before_typing_still_read():
+    """A study that finished before results were typed stored {} for an activation with no completed trial."""
+    old = {"best_params": {}, "best_val_acc": None, "trials": {"diverged": 2},
+           "test_acc": {"n": 0, "values": [], "mean": None, "std": None, "ci95": [None, None]}, "vs_baseline": None}
+    assert ActivationResult.model_validate(old).best_params is None

@@ -72,6 +72,10 @@ def test_cross_field_rules():
     assert "confirm.baseline" in msg
     msg = " ".join(errors_of({"activations": ["relu"], "model": {"name": "resnet18"}}).values())
     assert "image dataset" in msg
+    msg = " ".join(errors_of({"activations": ["relu"], "training": {"augment": True}}).values())
+    assert "augment" in msg and "mnist1d" in msg  # refused at submission, not in every trial
+    msg = " ".join(errors_of({"activations": ["relu"], "dataset": {"name": "digits"}, "model": {"name": "cnn1d"}}).values())
+    assert "cnn1d" in msg and "digits" in msg
     msg = " ".join(errors_of({"activations": ["relu"] * 1 + ["gelu"], "search": {"trials_per_activation": 200},
                               "training": {"epochs": 500}}).values())
     assert "study too large" in msg

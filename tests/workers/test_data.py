@@ -386,10 +386,12 @@ def test_dataset_to_moves_every_split():
 
 def test_public_surface():
     assert set(workers.data.__all__) == {
-        "DATASETS", "Dataset", "DatasetError", "MissingDataError", "Split", "augment_cifar", "batches",
+        "DATASETS", "IMAGE_DATASETS", "Dataset", "DatasetError", "MissingDataError", "Split", "augment_cifar", "batches",
         "default_cache_dir", "default_data_root", "load_dataset",
     }
+    assert all(callable(getattr(workers.data, name)) or name.isupper() for name in workers.data.__all__)  # lazy ones too
     assert DATASETS == ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+    assert workers.data.IMAGE_DATASETS == ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
     assert issubclass(MissingDataError, DatasetError) and issubclass(DatasetError, ValueError)
 
 

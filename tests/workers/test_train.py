@@ -110,7 +110,7 @@ def test_resume_from_checkpoint_continues_bit_for_bit(case, tmp_path):
     full = train(cfg, on_epoch=save_at_2)
     saved = TrainState.load(tmp_path)
     assert saved.epoch == 2 and saved.config == cfg.to_dict() and len(saved.history) == 2
-    resumed = train(TrialConfig.from_dict(saved.config), resume=saved)
+    resumed = train(TrialConfig.model_validate(saved.config), resume=saved)
     assert resumed.status == "completed" and resumed.epochs_run == 4
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
     assert metrics(resumed.history[2:]) == metrics(full.history[2:])
@@ -283,9 +283,9 @@ def test_config_validation_names_the_field(field, value):
 def test_config_round_trips_through_a_dict():
     cfg = TrialConfig(hidden=[64, 32], activation="pwlu", activation_params={"segments": 8}, lr=3e-3)
     assert cfg.hidden == (64, 32)
-    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrialConfig.model_validate(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="lrr"):  # a misspelt option is an error, never silently ignored
-        TrialConfig.from_dict({**cfg.to_dict(), "lrr": 1e-3})
+        TrialConfig.model_validate({**cfg.to_dict(), "lrr": 1e-3})
 
 
 def test_label_smoothing_changes_the_training_loss_only():

@@ -8,14 +8,25 @@ MNIST-1D is generated locally (cached under `default_cache_dir()`), digits ships
 MNIST, Fashion-MNIST and CIFAR are read from `default_data_root()` and never downloaded unless asked.
 """
 
-from workers.data._augment import augment_cifar
-from workers.data._batches import batches
-from workers.data._load import DATASETS, load_dataset
+import importlib
+
+from workers.data._catalog import DATASETS, IMAGE_DATASETS
 from workers.data._locations import default_cache_dir, default_data_root
 from workers.data._types import Dataset, DatasetError, MissingDataError, Split
 
+# The loaders need torch; they load on first use, so reading the names (the CLI, a spec) stays light.
+_LAZY = {"augment_cifar": "_augment", "batches": "_batches", "load_dataset": "_load"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
     "Dataset",
     "DatasetError",
     "MissingDataError",

@@ -10,21 +10,10 @@ import torch
 
 from workers.data import _cifar, _digits, _mnist, _mnist1d
 from workers.data._base import Base
+from workers.data._catalog import DATASETS, SHAPES
 from workers.data._locations import default_cache_dir, default_data_root
 from workers.data._split import check_seed, check_val_fraction, split_train_val
 from workers.data._types import Dataset, DatasetError, Split
-
-# name → (input shape per sample, number of classes)
-_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "mnist1d": ((40,), 10),
-    "digits": ((1, 8, 8), 10),
-    "mnist": ((1, 28, 28), 10),
-    "fashion_mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
-}
-
-DATASETS: tuple[str, ...] = tuple(_SHAPES)
 
 
 def load_dataset(
@@ -57,13 +46,13 @@ def load_dataset(
         location = _resolve(data_root, default_data_root)
     base = _cached_base(key, location, download)
     train, val = split_train_val(base.train_x, base.train_y, seed=seed, val_fraction=val_fraction)
-    input_shape, num_classes = _SHAPES[key]
+    input_shape, num_classes = SHAPES[key]
     return Dataset(key, train, val, Split(base.test_x, base.test_y), input_shape, num_classes)
 
 
 def canonical_name(name: object) -> str:
     key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in _SHAPES:
+    if key not in SHAPES:
         raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     return key
 
@@ -87,7 +76,7 @@ def _cached_base(key: str, location: str, download: bool) -> Base:
 
 
 def _check(key: str, base: Base) -> None:
-    input_shape, num_classes = _SHAPES[key]
+    input_shape, num_classes = SHAPES[key]
     for split, x, y in (("train", base.train_x, base.train_y), ("test", base.test_x, base.test_y)):
         if tuple(x.shape[1:]) != input_shape or x.dtype != torch.float32:
             shape = ", ".join(map(str, input_shape))

@@ -1,5 +1,17 @@
 """Models with the activation swapped in at every site, one new activation instance per site."""
 
-from workers.models._build import MODELS, ModelError, build_model, activation_sites
+import importlib
 
-__all__ = ["MODELS", "ModelError", "activation_sites", "build_model"]
+from workers.models._catalog import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
+
+# The builders need torch; they load on first use, so reading the names (the CLI, a spec) stays light.
+_LAZY = {"ModelError", "activation_sites", "build_model"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}._build"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["IMAGE_MODELS", "MODELS", "SEQUENCE_MODELS", "ModelError", "activation_sites", "build_model"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 from torch import nn
 
 import activations
-from workers.models._small import CNN, CNN1d, MLP
-
-MODELS = ("mlp", "cnn1d", "cnn", "resnet18")
+from workers.models._catalog import MODELS
+from workers.models._small import CNN, MLP, CNN1d
 
 
 class ModelError(ValueError):
@@ -43,5 +42,5 @@ def build_model(
 
 
 def activation_sites(model: nn.Module) -> dict[str, nn.Module]:
-    """Learnable activations by module path (the keys their evolution is logged under)."""
+    """The activations that report their shape (`state_snapshot`) by module path: the keys their evolution is logged under."""
     return {path: m for path, m in model.named_modules() if activations.reports_evolution(m)}

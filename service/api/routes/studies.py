@@ -13,6 +13,7 @@ from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncherError, launch
 from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
 from studies.records import Study, StudyStatus
+from studies.schema import MlflowLinks
 from studies.spec import StudySpec
 
 _ERRORS = {
@@ -35,7 +36,7 @@ router = APIRouter(prefix="/studies", tags=["studies"], responses=_documented(40
 
 def _public(study: Study, request: Request) -> StudyPublic:
     base = str(request.url_for("read_study", study_id=study.id))
-    mlflow = (study.mlflow or {}).get("parent_run_url")
+    mlflow = MlflowLinks.model_validate(study.mlflow).parent_run_url if study.mlflow else None
     return StudyPublic(
         id=study.id, name=study.name, owner=study.owner, status=study.status, progress=study.progress, error=study.error,
         ray_job_id=study.ray_job_id, attempts=study.attempts, created_at=study.created_at, started_at=study.started_at,
