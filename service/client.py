@@ -79,6 +79,8 @@ class Client:
         finally:
             if live:
                 live.stop()
+                if not console.is_terminal:  # Live's last frame ends without a newline when not drawing in place
+                    console.print()
 
 
 def print_status(console: Console, study: StudyPublic) -> None:
