@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     ray_auth_token: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN"))
     mlflow_uri: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_MLFLOW_URI", "MLFLOW_TRACKING_URI"))
     mlflow_public_url: str | None = None  # how users reach the MLflow UI, if not mlflow_uri
+    public_url: str | None = None  # how users reach this API (https://studies.example.org); links are paths without it
     driver_python: str | None = None  # the Python that runs the driver on the head node; default this one
     max_body_bytes: int = 64 * 1024  # request bodies larger than this answer 413
     max_active_studies_per_owner: int = 4  # queued + running; more answer 429

@@ -25,7 +25,7 @@ MAX_TRIAL_EPOCHS = 200_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a stored spec must re-read as it was
 
 
 _TRIAL = TrialConfig.model_fields
@@ -45,7 +45,7 @@ class ModelSpec(_Strict):
 class ActivationSpec(_Strict):
     """One candidate: a registered activation and its constructor parameters."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str
 
     @model_validator(mode="before")
@@ -147,9 +147,11 @@ class StudySpec(_Strict):
             raise ValueError(f"activations: each may appear once, duplicated: {', '.join(dupes)}")
         if self.confirm.baseline is None:
             self.confirm.baseline = "relu" if "relu" in labels else labels[0]
-        if self.confirm.baseline.lower() not in labels:
+        # A label as written, or its name in any case (`ReLU`); parameter text keeps its case (`channelwise=True`).
+        same = [label for label in labels if label == self.confirm.baseline or label.lower() == self.confirm.baseline.lower()]
+        if not same:
             raise ValueError(f"confirm.baseline: {self.confirm.baseline!r} is not among the study's activations ({', '.join(labels)})")
-        self.confirm.baseline = self.confirm.baseline.lower()
+        self.confirm.baseline = same[0]
         try:
             self.trial_config()  # the model, the data and the training options fit together
         except ValidationError as exc:

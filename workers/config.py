@@ -30,7 +30,7 @@ Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=4096)], ...],
 class TrainingOptions(BaseModel):
     """How a model is trained: `actstudy train`'s options and, with a study's defaults, a spec's `training`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # 167 epochs × 36 steps ≈ 6,000 steps on MNIST-1D, as the MNIST-1D paper.
     epochs: int = Field(167, ge=1, le=MAX_EPOCHS, description="passes over the training data")

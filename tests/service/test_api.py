@@ -221,6 +221,19 @@ def test_malformed_bodies_answer_422(api, content, content_type, loc_prefix):
     assert all(e["loc"][: len(loc_prefix)] == loc_prefix for e in r.json()["detail"])
 
 
+@pytest.mark.parametrize("content, loc", [
+    (b'{"activations": ["relu"], "search": {"lr": {"low": 1e-4, "high": Infinity}}}', ["body", "search", "lr", "high"]),
+    (b'{"activations": ["relu"], "training": {"momentum": NaN}}', ["body", "training", "momentum"]),
+    (b'{"activations": ["relu"], "dataset": {"val_fraction": -Infinity}}', ["body", "dataset", "val_fraction"]),
+], ids=["inf", "nan", "-inf"])
+def test_non_finite_numbers_answer_422_and_store_nothing(api, content, loc):
+    """JSON columns cannot hold them: they were stored as null, and the spec never re-read."""
+    r = api.client.post(STUDIES, content=content, headers={**api.admin, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert any(e["loc"] == loc for e in r.json()["detail"]), r.json()
+    assert api.client.get(STUDIES, headers=api.admin).json()["count"] == 0
+
+
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"offset": -1}, {"status": "sleeping"}])
 def test_bad_list_parameters_answer_422(api, params):
     r = api.client.get(STUDIES, params=params, headers=api.admin)
@@ -327,6 +340,17 @@ def test_study_record_shape_and_links(api):
     assert body["links"]["self"].endswith(_study_url(study_id))
     assert body["links"]["results"].endswith(_study_url(study_id, "/results"))
     assert body["links"]["cancel"].endswith(_study_url(study_id, "/cancel"))
+
+
+def test_links_come_from_configuration_never_from_the_host_header(make_api):
+    for public_url, expected in ((None, ""), ("https://studies.example.org/", "https://studies.example.org")):
+        api = make_api(public_url=public_url)
+        owner, headers = api.owner()
+        study_id = add_study(api.store, owner)
+        for host in ("evil.example", "127.0.0.1:8000"):
+            links = api.client.get(_study_url(study_id), headers={**headers, "Host": host}).json()["links"]
+            assert links["self"] == expected + _study_url(study_id)
+            assert all(host not in (link or "") for link in links.values())
 
 
 def test_results_of_a_finished_study(api):

@@ -95,3 +95,21 @@ def test_load_errors(tmp_path):
         load_spec(tmp_path / "list.yaml")
     (tmp_path / "s.json").write_text('{"activations": ["relu"], "seed": 3}')
     assert load_spec(tmp_path / "s.json").seed == 3
+
+
+def test_a_baseline_with_parameters_matches_its_label():
+    """Parameter text keeps its case in a label (`channelwise=True`): the baseline still finds it."""
+    spec = parse_spec({"activations": ["relu", {"name": "pwlu", "channelwise": True}],
+                       "confirm": {"baseline": "pwlu(channelwise=True)"}})
+    assert spec.confirm.baseline == "pwlu(channelwise=True)" in spec.labels
+    assert parse_spec({"activations": ["gelu", "relu"], "confirm": {"baseline": "ReLU"}}).confirm.baseline == "relu"
+
+
+@pytest.mark.parametrize("where", [{"search": {"lr": {"low": 1e-4, "high": float("inf")}}},
+                                   {"training": {"momentum": float("nan")}},
+                                   {"dataset": {"val_fraction": float("nan")}}])
+def test_non_finite_numbers_are_refused(where):
+    """A stored spec must re-read as it was: JSON columns hold no Infinity or NaN."""
+    section, fields = next(iter(where.items()))
+    errors = errors_of({"activations": ["relu"], **where})
+    assert any(key.startswith(section) for key in errors), errors

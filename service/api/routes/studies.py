@@ -35,7 +35,9 @@ router = APIRouter(prefix="/studies", tags=["studies"], responses=_documented(40
 
 
 def _public(study: Study, request: Request) -> StudyPublic:
-    base = str(request.url_for("read_study", study_id=study.id))
+    # From configuration, never from the request's Host header (which the client chooses).
+    settings = request.app.state.settings
+    base = (settings.public_url or "").rstrip("/") + request.app.url_path_for("read_study", study_id=study.id)
     mlflow = MlflowLinks.model_validate(study.mlflow).parent_run_url if study.mlflow else None
     return StudyPublic(
         id=study.id, name=study.name, owner=study.owner, status=study.status, progress=study.progress, error=study.error,
