@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException
@@ -33,6 +35,22 @@ class ApiToken(Base):
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def admin_token_in(data_dir: Path) -> tuple[str, Path, bool]:
+    """The admin token kept in `data_dir` (made on first use, readable by its owner only): (token, file, made now)."""
+    path = Path(data_dir) / ADMIN_TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip(), path, False
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token, path, True
 
 
 class TokenStore:
@@ -71,7 +89,7 @@ def current_caller(
     if creds is None or not creds.credentials:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     # Bytes, not str: compare_digest refuses non-ASCII strings, and a header may carry any latin-1 byte.
-    if hmac.compare_digest(creds.credentials.encode(), settings.admin_token.encode()):
+    if settings.admin_token and hmac.compare_digest(creds.credentials.encode(), settings.admin_token.encode()):
         return Caller("admin", admin=True)
     owner = TokenStore(store).owner_of(creds.credentials)
     if owner is None:

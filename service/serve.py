@@ -6,6 +6,7 @@ all set, only the API starts. Everything started here is stopped on Ctrl-C / SIG
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from service.auth import admin_token_in
 from service.main import create_app
 from service.settings import Settings
 from studies.local_services import free_port, start_mlflow, start_ray_head
@@ -22,11 +24,19 @@ log = logging.getLogger("actstudy.serve")
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None, echo=print) -> int:
+    if not Settings().admin_token and not is_loopback(host):
+        echo(f"actstudy serve: refusing to listen on {host} without ACTSTUDY_ADMIN_TOKEN: set it to a secret "
+             "(or listen on 127.0.0.1)")
+        return 2
     if data_dir:
         os.environ["ACTSTUDY_DATA_DIR"] = str(Path(data_dir).resolve())
     settings = Settings()
     settings.data_dir = Path(settings.data_dir).resolve()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.admin_token:
+        settings.admin_token, path, made = admin_token_in(settings.data_dir)
+        if made:
+            echo(f"admin token      made and kept in {path} (readable by you only; ACTSTUDY_ADMIN_TOKEN overrides it)")
     started = []
     # SIGTERM before uvicorn owns the signals still stops what was started.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -58,6 +68,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
             echo(f"stopping {type(service).__name__.lower()} ...")
             service.stop()
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
 
 
 def _redact(url: str) -> str:

@@ -8,8 +8,6 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_ADMIN_TOKEN = "dev-admin-token"
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ACTSTUDY_", extra="ignore", populate_by_name=True)
@@ -17,7 +15,9 @@ class Settings(BaseSettings):
     environment: str = "development"  # development | production
     data_dir: Path = Path(".actstudy")
     database_url: str | None = None  # default: SQLite under data_dir
-    admin_token: str = DEV_ADMIN_TOKEN
+    # None: `actstudy serve` makes one on first start and keeps it in <data_dir>/admin-token (owner-only);
+    # a value here (ACTSTUDY_ADMIN_TOKEN) wins. There is no built-in one.
+    admin_token: str | None = None
     # Ray's Jobs API (the dashboard address, e.g. http://head:8265) and its auth token.
     ray_jobs_url: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_RAY_JOBS_URL", "RAY_API_SERVER_ADDRESS"))
     ray_auth_token: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN"))
@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 5.0
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> "Settings":
-        if self.environment != "development" and self.admin_token == DEV_ADMIN_TOKEN:
+    def _refuse_missing_secret(self) -> "Settings":
+        if self.environment != "development" and not self.admin_token:
             raise ValueError("ACTSTUDY_ADMIN_TOKEN must be set to a secret outside development")
         return self
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import select, text
 
 from service.cli import main as cli_main
-from service.settings import DEV_ADMIN_TOKEN, Settings
+from service.settings import Settings
 from service.auth import ApiToken
 from studies.records import StudyStatus
 from tests.utils.factories import add_study, auth, results_for, spec, unique_owner
@@ -48,7 +48,7 @@ def _study_url(study_id: str, suffix: str = "") -> str:
     {"Authorization": "Bearer "},
     {"Authorization": "Basic dXNlcjpwYXNz"},
     {"Authorization": "Bearer not-a-real-token"},
-    {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"},  # the default admin token is not this app's
+    {"Authorization": "Bearer dev-admin-token"},  # there is no built-in admin token (there once was this one)
     {"Authorization": "Bearer caf\u00e9".encode("latin-1")},  # a non-ASCII token is refused, not a 500
 ], ids=["none", "empty", "basic", "unknown", "default-admin", "non-ascii"])
 def test_study_routes_need_a_valid_bearer_token(api, method, path, headers):
@@ -228,10 +228,11 @@ def test_malformed_bodies_answer_422(api, content, content_type, loc_prefix):
 ], ids=["inf", "nan", "-inf"])
 def test_non_finite_numbers_answer_422_and_store_nothing(api, content, loc):
     """JSON columns cannot hold them: they were stored as null, and the spec never re-read."""
+    before = api.client.get(STUDIES, headers=api.admin).json()["count"]
     r = api.client.post(STUDIES, content=content, headers={**api.admin, "Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert any(e["loc"] == loc for e in r.json()["detail"]), r.json()
-    assert api.client.get(STUDIES, headers=api.admin).json()["count"] == 0
+    assert api.client.get(STUDIES, headers=api.admin).json()["count"] == before
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"offset": -1}, {"status": "sleeping"}])
@@ -458,7 +459,35 @@ def test_readyz_is_503_when_mlflow_does_not_answer(make_api):
 # --- settings -------------------------------------------------------------------------------------
 
 
-def test_settings_refuse_the_default_admin_token_outside_development(monkeypatch):
+def test_no_admin_token_is_built_in(make_api, monkeypatch):
+    monkeypatch.delenv("ACTSTUDY_ADMIN_TOKEN", raising=False)
+    assert Settings().admin_token is None
+    api = make_api(admin_token=None)  # an app without one: nobody is admin
+    for guess in ("dev-admin-token", "None", "null", ""):
+        assert api.client.get(STUDIES, headers={"Authorization": f"Bearer {guess}"}).status_code == 401
+
+
+def test_serve_makes_the_admin_token_once_and_keeps_it_owner_only(tmp_path):
+    from service.auth import admin_token_in
+
+    token, path, made = admin_token_in(tmp_path)
+    assert made and len(token) >= 40 and path.read_text().strip() == token
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert admin_token_in(tmp_path) == (token, path, False)  # the same one at every later start
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.org"])
+def test_serve_refuses_to_listen_beyond_loopback_without_a_configured_token(host, tmp_path, monkeypatch):
+    from service.serve import serve
+
+    monkeypatch.delenv("ACTSTUDY_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("ACTSTUDY_DATA_DIR", str(tmp_path / "data"))
+    said = []
+    assert serve(host=host, port=0, data_dir=str(tmp_path / "data"), echo=said.append) == 2
+    assert "ACTSTUDY_ADMIN_TOKEN" in said[0] and not (tmp_path / "data").exists()  # nothing started or written
+
+
+def test_settings_refuse_a_missing_admin_token_outside_development(monkeypatch):
     with pytest.raises(ValidationError, match="ACTSTUDY_ADMIN_TOKEN"):
         Settings(environment="production")
     monkeypatch.setenv("ACTSTUDY_ENVIRONMENT", "production")
