@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     ray_auth_token: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN"))
     mlflow_uri: str | None = Field(None, validation_alias=AliasChoices("ACTSTUDY_MLFLOW_URI", "MLFLOW_TRACKING_URI"))
     mlflow_public_url: str | None = None  # how users reach the MLflow UI, if not mlflow_uri
+    # Folders a submitted spec's dataset.data_root may name (and anything below them), as the nodes mount
+    # them; none configured: a spec names no data_root and each node reads its own $ACTSTUDY_DATA_ROOT.
+    data_roots: list[Path] = []
     public_url: str | None = None  # how users reach this API (https://studies.example.org); links are paths without it
     driver_python: str | None = None  # the Python that runs the driver on the head node; default this one
     max_body_bytes: int = 64 * 1024  # request bodies larger than this answer 413

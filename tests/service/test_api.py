@@ -20,9 +20,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, text
 
+from service.auth import ApiToken
 from service.cli import main as cli_main
 from service.settings import Settings
-from service.auth import ApiToken
 from studies.records import StudyStatus
 from tests.utils.factories import add_study, auth, results_for, spec, unique_owner
 
@@ -219,6 +219,29 @@ def test_malformed_bodies_answer_422(api, content, content_type, loc_prefix):
     r = api.client.post(STUDIES, content=content, headers={**api.admin, "Content-Type": content_type})
     assert r.status_code == 422, r.text
     assert all(e["loc"][: len(loc_prefix)] == loc_prefix for e in r.json()["detail"])
+
+
+@pytest.mark.parametrize("data_root", ["../../etc", "/", "/etc", "data", "{root}/../elsewhere", "{link}"])
+def test_a_data_root_outside_the_configured_ones_answers_422(make_api, tmp_path, data_root):
+    """Workers read (and may decompress files in) it: only folders the operator named."""
+    root = tmp_path / "datasets"
+    (root / "cifar").mkdir(parents=True)
+    (root / "link").symlink_to("/etc")
+    body = spec(dataset={"name": "mnist", "data_root": data_root.format(root=root, link=root / "link")}, model={"name": "cnn"})
+    for allowed in ([], [root]):
+        api = make_api(data_roots=allowed)
+        r = api.client.post(STUDIES, json=body, headers=api.admin)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "dataset", "data_root"]
+
+
+def test_a_data_root_below_a_configured_one_is_taken(make_api, tmp_path):
+    root = tmp_path / "datasets"
+    (root / "cifar").mkdir(parents=True)
+    api = make_api(data_roots=[root])
+    for data_root in (root, root / "cifar"):
+        body = spec(dataset={"name": "mnist", "data_root": str(data_root)}, model={"name": "cnn"})
+        assert api.client.post(STUDIES, json=body, headers=api.admin).status_code == 503  # valid; no Ray here
 
 
 @pytest.mark.parametrize("content, loc", [

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from service.auth import CurrentCaller
 from service.deps import JobsDep, SettingsDep, StoreDep
@@ -57,9 +59,25 @@ def _visible(store, caller, study_id: str) -> Study:
     return study
 
 
+def _check_data_root(data_root: str | None, allowed: list[Path]) -> None:
+    """Workers read (and may decompress files in) `data_root`: only below a folder the operator named."""
+    if data_root is None:
+        return
+    path = Path(data_root)
+    # resolve() follows `..` and symbolic links as this host sees them; the nodes mount the same paths.
+    inside = path.is_absolute() and any(path.resolve() == root.resolve() or root.resolve() in path.resolve().parents
+                                        for root in allowed)
+    if not inside:
+        where = f"an absolute path below {', '.join(map(str, allowed))}" if allowed else \
+            "unset: this service takes no data_root (each node reads its own $ACTSTUDY_DATA_ROOT)"
+        raise RequestValidationError([{"loc": ("body", "dataset", "data_root"), "type": "value_error",
+                                       "msg": f"must be {where}"}])
+
+
 @router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=_documented(400, 413, 429, 503))
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
+    _check_data_root(spec.dataset.data_root, settings.data_roots)
     study_id = secrets.token_hex(6)
     study = Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
                   status=StudyStatus.queued.value, attempts=0)
