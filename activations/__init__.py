@@ -7,7 +7,17 @@
 from activations._classic import Logish, PReLU, Smish
 from activations._lslu import LSLU
 from activations._pwlu import PWLU
-from activations._registry import UnknownActivationError, check_params, create, entry, names, parameters, reports_evolution
+from activations._registry import (
+    UnknownActivationError,
+    check_param_types,
+    check_params,
+    create,
+    entry,
+    names,
+    parameter_types,
+    parameters,
+    reports_evolution,
+)
 from activations._telu import TeLU, telu
 
 __all__ = [
@@ -18,10 +28,12 @@ __all__ = [
     "Smish",
     "TeLU",
     "UnknownActivationError",
+    "check_param_types",
     "check_params",
     "create",
     "entry",
     "names",
+    "parameter_types",
     "parameters",
     "reports_evolution",
     "telu",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from torch import nn
 
@@ -22,6 +25,7 @@ class Entry:
     formula: str
     source: str
     learnable: bool = False  # has parameters that train with the model
+    choices: dict[str, tuple] = field(default_factory=dict)  # parameters that take one of a few values
 
 
 _REGISTRY: dict[str, Entry] = {
@@ -32,7 +36,7 @@ _REGISTRY: dict[str, Entry] = {
     "selu": Entry(nn.SELU, "λ·(x if x > 0 else α(eˣ − 1))", "Klambauer et al. 2017"),
     "celu": Entry(nn.CELU, "max(0, x) + min(0, α(e^(x/α) − 1))", "Barron 2017"),
     "silu": Entry(nn.SiLU, "x·σ(x)", "Elfwing et al. 2017; Ramachandran et al. 2017"),
-    "gelu": Entry(nn.GELU, "x·Φ(x)", "Hendrycks & Gimpel 2016"),
+    "gelu": Entry(nn.GELU, "x·Φ(x)", "Hendrycks & Gimpel 2016", choices={"approximate": ("none", "tanh")}),
     "mish": Entry(nn.Mish, "x·tanh(ln(1 + eˣ))", "Misra 2019"),
     "logish": Entry(Logish, "x·ln(1 + σ(x))", "Zhu et al. 2021"),
     "smish": Entry(Smish, "x·tanh(ln(1 + σ(x)))", "Wang et al. 2022"),
@@ -72,6 +76,22 @@ def parameters(name: str) -> dict[str, object]:
     }
 
 
+def parameter_types(name: str) -> dict[str, tuple[Any, object]]:
+    """Each tunable parameter's type and default, from the constructor's annotations (and `Entry.choices`)."""
+    e = entry(name)
+    hints = typing.get_type_hints(e.cls.__init__)
+    return {p: (Literal[e.choices[p]] if p in e.choices else hints.get(p, Any), default)
+            for p, default in parameters(name).items()}
+
+
+@functools.cache
+def _params_model(name: str):
+    from pydantic import ConfigDict, create_model  # only where specs are checked; a trial never needs it
+
+    strict = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+    return create_model(f"{name}_parameters", __config__=strict, **parameter_types(name))
+
+
 def check_params(name: str, params: dict) -> None:
     """Raise UnknownActivationError naming any parameter the activation does not take."""
     valid = parameters(name)
@@ -79,6 +99,19 @@ def check_params(name: str, params: dict) -> None:
     if unknown:
         listed = ", ".join(valid) or "none"
         raise UnknownActivationError(f"activation {name!r} takes no parameter {', '.join(unknown)}; valid parameters: {listed}")
+
+
+def check_param_types(name: str, params: dict) -> None:
+    """Raise UnknownActivationError naming each parameter of the wrong type (strictly: no "1" for 1, no
+    true for 1.0, finite numbers only) or outside its choices."""
+    check_params(name, params)
+    from pydantic import ValidationError
+
+    try:
+        _params_model(name).model_validate(params)
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise UnknownActivationError(f"activation {name!r}: {wrong}") from None
 
 
 def create(name: str | type[nn.Module], *, num_features: int | None = None, spatial_dims: int | None = None, **params) -> nn.Module:

@@ -58,7 +58,7 @@ class ActivationSpec(_Strict):
         self.name = self.name.lower()
         try:
             activations.entry(self.name)
-            activations.check_params(self.name, self.params)
+            activations.check_param_types(self.name, self.params)
             # Build one, so bad values (pwlu segments=1) fail here rather than in a trial.
             activations.create(self.name, num_features=4, spatial_dims=0, **self.params)
         except (ValueError, TypeError) as exc:

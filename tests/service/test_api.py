@@ -181,6 +181,17 @@ BAD_SPECS = {
     "baseline not in study": (spec(confirm={"baseline": "gelu"}), ["body"], "confirm.baseline"),
     "model needs images": (spec(model={"name": "cnn"}), ["body"], "needs an image dataset"),
     "bad name": (spec(name="../../etc"), ["body", "name"], "letters, digits"),
+    # Activation parameters are typed from each activation's constructor: no text where a number belongs
+    # (it went unescaped into the study's labels), no structures, no values outside an option's choices.
+    "quoted text as a number": (spec(activations=[{"name": "elu", "alpha": "x' or '1'='1"}]), ["body", "activations", 0], "alpha"),
+    "a mapping as a number": (spec(activations=[{"name": "elu", "alpha": {"a": 1}}]), ["body", "activations", 0], "alpha"),
+    "deeply nested list": (spec(activations=[{"name": "elu", "alpha": json.loads("[" * 300 + "]" * 300)}]),
+                           ["body", "activations", 0], "alpha"),
+    "not one of the choices": (spec(activations=[{"name": "gelu", "approximate": "tanh'"}]), ["body", "activations", 0],
+                               "'none' or 'tanh'"),
+    "text as an integer": (spec(activations=[{"name": "pwlu", "segments": "8"}]), ["body", "activations", 0], "segments"),
+    "true as a number": (spec(activations=[{"name": "leaky_relu", "negative_slope": True}]), ["body", "activations", 0],
+                         "negative_slope"),
     "too large": (spec(search={"trials_per_activation": 200}, training={"epochs": 500}, activations=["relu", "telu", "gelu"]),
                   ["body"], "study too large"),
 }
