@@ -25,7 +25,8 @@ MAX_TRIAL_EPOCHS = 200_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a stored spec must re-read as it was
+    # strict: "1" or true is no epoch count; finite: a stored spec must re-read as it was.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 _TRIAL = TrialConfig.model_fields

@@ -23,14 +23,15 @@ MAX_BATCH_SIZE = 8192
 DatasetName = Literal[DATASETS]
 ModelName = Literal[MODELS]
 ValFraction = Annotated[float, Field(gt=0, le=0.5, description="of the training data, held out for validation")]
-Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=4096)], ...],
-                   Field(max_length=8, description="mlp hidden sizes")]
+# A JSON list is taken for the tuple; its items are strict integers.
+Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=4096, strict=True)], ...],
+                   Field(max_length=8, strict=False, description="mlp hidden sizes")]
 
 
 class TrainingOptions(BaseModel):
     """How a model is trained: `actstudy train`'s options and, with a study's defaults, a spec's `training`."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
     # 167 epochs × 36 steps ≈ 6,000 steps on MNIST-1D, as the MNIST-1D paper.
     epochs: int = Field(167, ge=1, le=MAX_EPOCHS, description="passes over the training data")
