@@ -235,6 +235,20 @@ def test_malformed_bodies_answer_422(api, content, content_type, loc_prefix):
     assert all(e["loc"][: len(loc_prefix)] == loc_prefix for e in r.json()["detail"])
 
 
+@pytest.mark.parametrize("content", [
+    b'{"activations": ["relu"], "training": {"epochs": 1, "epochs": 500}}',
+    b'{"activations": ["relu"], "activations": ["telu"]}',
+    b'{"activations": [{"name": "elu", "alpha": 1.0, "alpha": 2.0}]}',
+], ids=["nested", "top", "in-a-list"])
+def test_a_repeated_key_answers_422_naming_it(api, content):
+    """JSON parsers keep the last of two equal keys: the study would run what its author did not read."""
+    r = api.client.post(STUDIES, content=content, headers={**api.admin, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body"] and "appears twice" in error["msg"]
+    assert json.loads(content.decode(), object_pairs_hook=lambda p: p)  # valid JSON otherwise
+
+
 @pytest.mark.parametrize("data_root", ["../../etc", "/", "/etc", "data", "{root}/../elsewhere", "{link}"])
 def test_a_data_root_outside_the_configured_ones_answers_422(make_api, tmp_path, data_root):
     """Workers read (and may decompress files in) it: only folders the operator named."""
