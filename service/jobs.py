@@ -120,7 +120,11 @@ def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attem
             except JobLauncherError as exc:
                 store.mark(study.id, StudyStatus.failed, error=f"driver died and could not be relaunched: {exc}")
         else:
-            store.mark(study.id, StudyStatus.failed, error=f"driver failed {study.attempts} times; last: {message[:2000]}")
+            # Ray's message is a traceback of our internals: for the log, not for the API's users.
+            log.error("driver of study %s failed %d times; last job %s: %s", study.id, study.attempts, study.ray_job_id, message)
+            store.mark(study.id, StudyStatus.failed,
+                       error=f"the study's driver failed {study.attempts} times (last: Ray job {study.ray_job_id}); "
+                             "the service's log has the details")
     elif status == JobStatus.STOPPED:
         store.mark(study.id, StudyStatus.cancelled, error=study.error or "the Ray job was stopped")
     elif status == JobStatus.SUCCEEDED:

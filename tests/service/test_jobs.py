@@ -27,7 +27,7 @@ class ScriptedJobs:
     def status(self, job_id: str) -> tuple[JobStatus, str]:
         if job_id not in self.states:
             raise RuntimeError(f"no job {job_id}")
-        return self.states[job_id], f"job {job_id} is {self.states[job_id]}"
+        return self.states[job_id], f"job {job_id} is {self.states[job_id]}: Traceback (most recent call last):\n  File ..."
 
     def submit(self, study, attempt: int) -> str:
         if self.refuse:
@@ -65,7 +65,8 @@ def test_a_driver_that_fails_every_attempt_fails_the_study(store):
     assert reconcile_one(store, jobs, store.get(study_id), max_attempts=3) == "failed"
     assert jobs.submitted == []
     study = store.get(study_id)
-    assert study.error.startswith("driver failed 3 times; last: job actstudy-") and study.finished_at
+    assert study.error.startswith("the study's driver failed 3 times (last: Ray job actstudy-") and study.finished_at
+    assert "Traceback" not in study.error  # Ray's traceback goes to the log, not to the API's users
 
 
 def test_a_relaunch_the_cluster_refuses_fails_the_study(store):
