@@ -16,7 +16,7 @@ from pathlib import Path
 import ray
 
 from studies.confirm_phase import run_confirm
-from studies.execution import StudyContext, StudyPaths
+from studies.execution import StudyContext, StudyPaths, check_placeable
 from studies.progress import SINKS, ProgressSink
 from studies.results import best_trial, build_results
 from studies.schema import StudyResults
@@ -93,6 +93,7 @@ def run_study(
     runs = StudyRuns.open(mlflow_uri, spec, study_id)
     SINKS[study_id] = sink
     try:
+        check_placeable(spec)
         searcher = PerActivationSearcher(spec, study_id, open_storage(optuna_storage or paths.optuna))
         kept = searcher.summaries()
         lost = sum(len(v) for v in searcher.retried.values())

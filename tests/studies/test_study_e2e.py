@@ -91,3 +91,21 @@ def test_diverged_trials_are_kept_and_failed(ray_head, mlflow_server, tmp_path):
         assert "non-finite loss at epoch" in run.data.tags["actstudy.failure"]
     parent = c.search_runs([exp.experiment_id], "tags.`actstudy.role` = 'study'")[0]
     assert parent.info.status == "FAILED" and "no activation finished" in parent.data.tags["actstudy.failure"]
+
+
+@pytest.mark.parametrize("resources, says", [
+    ({"cpus_per_trial": 64}, "resources.cpus_per_trial is 64 but the largest node has"),
+    ({"gpus_per_trial": 1}, "resources.gpus_per_trial is 1 but the largest node has 0"),
+], ids=["cpus", "gpus"])
+def test_a_study_no_node_can_place_fails_at_once_saying_why(resources, says, ray_head, mlflow_server, tmp_path):
+    """Instead of sitting `running` with no progress forever (and holding its owner's quota slot)."""
+    from studies.execution import UnplaceableTrials
+
+    spec = parse_spec({"name": "toolarge", "activations": ["relu"], "resources": resources,
+                       "search": {"trials_per_activation": 1}, "training": {"epochs": 1}, "confirm": {"seeds": 1}})
+    study_id = f"big-{next(iter(resources))}"
+    with pytest.raises(UnplaceableTrials, match=says):
+        run_study(spec, study_id=study_id, storage_dir=tmp_path, mlflow_uri=mlflow_server.url, ray_address=ray_head.address)
+    c = MlflowClient(mlflow_server.url)
+    (parent,) = c.search_runs([c.get_experiment_by_name(f"toolarge-{study_id}").experiment_id], "tags.`actstudy.role` = 'study'")
+    assert parent.info.status == "FAILED" and says in parent.data.tags["actstudy.failure"]
