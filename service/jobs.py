@@ -11,6 +11,7 @@ from pathlib import Path
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from service.settings import Settings
+from workers.files import written_whole
 from studies.records import RecordStore, Study, StudyStatus
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class JobLauncher:
     def submit(self, study: Study, attempt: int) -> str:
         s = self.settings
         env = {
-            "ACTSTUDY_DATABASE_URL": s.db_url,
+            # A file, not the URL: Ray writes a job's runtime env to its logs, and the URL may hold a password.
+            "ACTSTUDY_DATABASE_URL_FILE": str(self.database_url_file()),
             "MLFLOW_TRACKING_URI": s.mlflow_uri or "",
             "ACTSTUDY_MLFLOW_PUBLIC_URL": s.mlflow_public_url or "",
             "ACTSTUDY_DATA_DIR": str(Path(s.data_dir).resolve()),
@@ -67,6 +69,16 @@ class JobLauncher:
                     time.sleep(1)
                     continue
                 raise JobLauncherError(f"Ray refused the job: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+    def database_url_file(self) -> Path:
+        """The records database's URL in `<data dir>/secrets/database-url`, readable by this user only (the
+        data dir is the same shared path on the head, where drivers run)."""
+        folder = Path(self.settings.data_dir).resolve() / "secrets"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = folder / "database-url"
+        with written_whole(path) as f:  # mkstemp: mode 600 from the start
+            f.write(self.settings.db_url.encode())
+        return path
 
     def status(self, job_id: str) -> tuple[JobStatus, str]:
         info = self.client.get_job_info(job_id)

@@ -68,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     url = os.environ.get("ACTSTUDY_DATABASE_URL")
+    if not url and os.environ.get("ACTSTUDY_DATABASE_URL_FILE"):  # how the service passes it (service.jobs)
+        url = Path(os.environ["ACTSTUDY_DATABASE_URL_FILE"]).read_text().strip()
     mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not url or not mlflow_uri:
-        print("studies.driver: ACTSTUDY_DATABASE_URL and MLFLOW_TRACKING_URI must be set", file=sys.stderr)
+        print("studies.driver: ACTSTUDY_DATABASE_URL (or _FILE) and MLFLOW_TRACKING_URI must be set", file=sys.stderr)
         return 2
     store = RecordStore(url)
     study = store.get(args.study_id)

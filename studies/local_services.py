@@ -19,6 +19,15 @@ from pathlib import Path
 import httpx
 
 
+# The service's own secrets: a process this module starts (and every Ray worker, which inherits the head's
+# environment) never needs them.
+SERVICE_SECRETS = ("ACTSTUDY_ADMIN_TOKEN", "ACTSTUDY_DATABASE_URL")
+
+
+def child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SERVICE_SECRETS}
+
+
 def free_port(preferred: int | None = None) -> int:
     if preferred:
         with socket.socket() as s:
@@ -72,7 +81,7 @@ def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | N
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port or 5000)
     log = data_dir / "server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers: 2 processes, not 8
+    env = {**child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers: 2 processes, not 8
     cmd = [
         _bin("mlflow"), "server",
         "--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}",
@@ -127,7 +136,7 @@ def start_ray_head(data_dir: str | Path, *, auth_token: str, port: int | None = 
         cmd.append(f"--num-cpus={num_cpus}")
     log = Path(data_dir).resolve() / "ray-start.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token}
+    env = {**child_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token}
     with log.open("ab") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env)
     if proc.returncode != 0:

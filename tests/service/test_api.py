@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -663,3 +664,8 @@ def test_secrets_never_appear_in_answers_or_logs(make_api, db_url, ray_jobs, cap
             assert all(secret not in v for v in r.headers.values())
     for secret in secrets_:
         assert secret not in caplog.text
+    # Ray writes a job's runtime env to its logs: the driver gets the database URL by a file only it reads.
+    env = _jobs_client(ray_jobs).get_job_info(created.json()["ray_job_id"]).runtime_env["env_vars"]
+    assert "ACTSTUDY_DATABASE_URL" not in env and all(password not in v for v in env.values())
+    url_file = Path(env["ACTSTUDY_DATABASE_URL_FILE"])
+    assert url_file.read_text() == url and url_file.stat().st_mode & 0o777 == 0o600
