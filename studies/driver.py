@@ -21,7 +21,7 @@ from studies.progress import ProgressSink
 from studies.records import RecordStore, StudyStatus
 from studies.runner import run_study
 from studies.schema import PhaseProgress, StudyProgress, StudyResults
-from studies.spec import StudySpec, parse_spec
+from studies.spec import SpecError, StudySpec, parse_spec
 
 log = logging.getLogger("studies.driver")
 
@@ -83,11 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         log.info("study %s is already %s; nothing to do", study.id, study.status)
         return 0
     storage = Path(os.environ.get("ACTSTUDY_DATA_DIR", ".actstudy")) / "studies"
+    try:
+        spec = parse_spec(study.spec)
+    except SpecError as exc:  # deterministic: another attempt would fail the same way, so fail once, saying why
+        store.mark(study.id, StudyStatus.failed, error=f"the study's spec does not validate: {exc}"[:4000])
+        log.error("study %s: %s", study.id, exc)
+        return 2
 
     # Ray's job stop sends SIGTERM: leave the status the service set (cancelled) and exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        run_study(parse_spec(study.spec), study_id=study.id, storage_dir=storage, mlflow_uri=mlflow_uri,
+        run_study(spec, study_id=study.id, storage_dir=storage, mlflow_uri=mlflow_uri,
                   optuna_storage=url, sink=RecordSink(store, study.id))
     except SystemExit:
         raise
