@@ -91,6 +91,21 @@ class JobLauncher:
             log.warning("stop_job %s: %s", job_id, exc)
             return False
 
+    def node_resources(self) -> list[dict[str, float]] | None:
+        """Each live node's total resources ("CPU", "GPU", ...), from Ray's State API; None when it cannot
+        tell (the submission then goes ahead, and the driver checks again before any trial)."""
+        from ray.util.state.api import StateApiClient
+        from ray.util.state.common import ListApiOptions, StateResource
+
+        headers = {"Authorization": f"Bearer {self.settings.ray_auth_token}"} if self.settings.ray_auth_token else None
+        try:
+            nodes = StateApiClient(self.settings.ray_jobs_url, headers=headers).list(
+                StateResource.NODES, options=ListApiOptions(detail=True, timeout=10), raise_on_missing_output=False)
+        except Exception as exc:  # noqa: BLE001 — an old head, a blip: not a reason to refuse a study
+            log.warning("could not list the cluster's nodes: %s", exc)
+            return None
+        return [dict(n.resources_total or {}) for n in nodes if n.state == "ALIVE"]
+
     def ping(self) -> bool:
         try:
             self.client.list_jobs()

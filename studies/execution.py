@@ -79,15 +79,11 @@ class UnplaceableTrials(RuntimeError):
 
 def check_placeable(spec: StudySpec) -> None:
     """Raise UnplaceableTrials, naming the resource and what the largest node has, unless some live node can
-    hold one trial (a trial runs on one node). An autoscaling cluster counts only the nodes it has now."""
-    need = {"CPU": spec.resources.cpus_per_trial, "GPU": spec.resources.gpus_per_trial}
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0) for node in nodes):
-        return
-    largest = {k: max((node.get(k, 0.0) for node in nodes), default=0.0) for k in need}
-    short = [f"resources.{'cpus' if k == 'CPU' else 'gpus'}_per_trial is {need[k]:g} but the largest node has {largest[k]:g}"
-             for k in need if need[k] > largest[k]] or [f"no single node has {need['CPU']:g} CPUs and {need['GPU']:g} GPUs at once"]
-    raise UnplaceableTrials(f"no node of the cluster can run a trial: {'; '.join(short)}")
+    hold one trial. An autoscaling cluster counts only the nodes it has now."""
+    short = spec.resources.unplaceable([n["Resources"] for n in ray.nodes() if n.get("Alive")])
+    if short:
+        raise UnplaceableTrials("no node of the cluster can run a trial: "
+                                + "; ".join(f"resources.{field}: {why}" for field, why in short))
 
 
 def cluster_slots(spec: StudySpec) -> int:

@@ -121,6 +121,18 @@ class ResourcesSpec(_Strict):
     cpus_per_trial: float = Field(1.0, gt=0, le=64)
     gpus_per_trial: float = Field(0.0, ge=0, le=8)
 
+    def unplaceable(self, nodes: list[dict[str, float]]) -> list[tuple[str, str]]:
+        """(field, why) for each resource no node has enough of, given each node's total resources ("CPU",
+        "GPU"); empty when some node can run a trial (a trial runs on one node)."""
+        need = {"CPU": self.cpus_per_trial, "GPU": self.gpus_per_trial}
+        if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0) for node in nodes):
+            return []
+        largest = {k: max((node.get(k, 0.0) for node in nodes), default=0.0) for k in need}
+        fields = {"CPU": "cpus_per_trial", "GPU": "gpus_per_trial"}
+        short = [(fields[k], f"{need[k]:g} per trial, but the largest node of the cluster has {largest[k]:g}")
+                 for k in need if need[k] > largest[k]]
+        return short or [("cpus_per_trial", f"no node has {need['CPU']:g} CPUs and {need['GPU']:g} GPUs at once")]
+
 
 class StudySpec(_Strict):
     name: str = Field("study", min_length=1, max_length=100)

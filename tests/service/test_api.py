@@ -607,6 +607,19 @@ def test_submit_launches_a_driver_job_and_cancel_stops_it(make_api, ray_jobs):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("resources, field", [({"cpus_per_trial": 64}, "cpus_per_trial"), ({"gpus_per_trial": 2}, "gpus_per_trial")])
+def test_resources_no_node_has_answer_422_naming_them(make_api, ray_jobs, resources, field):
+    """Not 201 and then `running` forever with no progress, holding a quota slot."""
+    api = make_api(ray_jobs_url=ray_jobs.dashboard_url, ray_auth_token=ray_jobs.token)
+    owner, headers = api.owner()
+    r = api.client.post(STUDIES, json=spec(resources=resources), headers=headers)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "resources", field] and "largest node of the cluster has" in error["msg"]
+    assert api.client.get(STUDIES, headers=headers).json()["count"] == 0  # nothing stored, no slot taken
+
+
+@pytest.mark.slow
 def test_a_cluster_that_refuses_the_token_answers_503(make_api, ray_head):
     api = make_api(ray_jobs_url=ray_head.dashboard_url, ray_auth_token="wrong-" + ray_head.token[:8])
     owner, headers = api.owner()

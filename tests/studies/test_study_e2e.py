@@ -94,8 +94,8 @@ def test_diverged_trials_are_kept_and_failed(ray_head, mlflow_server, tmp_path):
 
 
 @pytest.mark.parametrize("resources, says", [
-    ({"cpus_per_trial": 64}, "resources.cpus_per_trial is 64 but the largest node has"),
-    ({"gpus_per_trial": 1}, "resources.gpus_per_trial is 1 but the largest node has 0"),
+    ({"cpus_per_trial": 64}, "resources.cpus_per_trial: 64 per trial, but the largest node of the cluster has"),
+    ({"gpus_per_trial": 1}, "resources.gpus_per_trial: 1 per trial, but the largest node of the cluster has 0"),
 ], ids=["cpus", "gpus"])
 def test_a_study_no_node_can_place_fails_at_once_saying_why(resources, says, ray_head, mlflow_server, tmp_path):
     """Instead of sitting `running` with no progress forever (and holding its owner's quota slot)."""

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from service.api.json_route import UniqueKeysRoute
 from service.auth import CurrentCaller
 from service.deps import JobsDep, SettingsDep, StoreDep
-from service.jobs import JobLauncherError, launch
+from service.jobs import JobLauncher, JobLauncherError, launch
 from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
 from studies.records import Study, StudyStatus
 from studies.schema import MlflowLinks
@@ -75,10 +75,22 @@ def _check_data_root(data_root: str | None, allowed: list[Path]) -> None:
                                        "msg": f"must be {where}"}])
 
 
+def _check_placeable(spec: StudySpec, jobs: JobLauncher) -> None:
+    """A study whose trials no node can hold would wait forever (holding a quota slot): 422 naming the resource."""
+    if not jobs.settings.ray_jobs_url:
+        return  # no cluster configured: the launch answers 503
+    nodes = jobs.node_resources()
+    short = spec.resources.unplaceable(nodes) if nodes is not None else []
+    if short:
+        raise RequestValidationError([{"loc": ("body", "resources", field), "type": "value_error", "msg": why}
+                                      for field, why in short])
+
+
 @router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=_documented(400, 413, 429, 503))
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
     _check_data_root(spec.dataset.data_root, settings.data_roots)
+    _check_placeable(spec, jobs)
     study_id = secrets.token_hex(6)
     study = Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
                   status=StudyStatus.queued.value, attempts=0)
