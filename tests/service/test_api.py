@@ -190,7 +190,8 @@ BAD_SPECS = {
     "quoted text as a number": (spec(activations=[{"name": "elu", "alpha": "x' or '1'='1"}]), ["body", "activations", 0], "alpha"),
     "a mapping as a number": (spec(activations=[{"name": "elu", "alpha": {"a": 1}}]), ["body", "activations", 0], "alpha"),
     "deeply nested list": (spec(activations=[{"name": "elu", "alpha": json.loads("[" * 300 + "]" * 300)}]),
-                           ["body", "activations", 0], "alpha"),
+                           ["body"], "nested deeper than 32 levels"),  # was a 500 (serialising it)
+    "nested list": (spec(activations=[{"name": "elu", "alpha": [[[1]]]}]), ["body", "activations", 0], "alpha"),
     "not one of the choices": (spec(activations=[{"name": "gelu", "approximate": "tanh'"}]), ["body", "activations", 0],
                                "'none' or 'tanh'"),
     "text as an integer": (spec(activations=[{"name": "pwlu", "segments": "8"}]), ["body", "activations", 0], "segments"),
@@ -248,6 +249,18 @@ def test_a_repeated_key_answers_422_naming_it(api, content):
     (error,) = r.json()["detail"]
     assert error["loc"] == ["body"] and "appears twice" in error["msg"]
     assert json.loads(content.decode(), object_pairs_hook=lambda p: p)  # valid JSON otherwise
+
+
+@pytest.mark.parametrize("content, says", [
+    (b'{"activations": ["relu"], "seed": ' + b"9" * 5000 + b"}", "an integer of 5000 digits"),
+    (b'{"activations": [{"name": "elu", "alpha": ' + b"[" * 5000 + b"]" * 5000 + b"}]}", "nested deeper than"),
+    (b'{"activations": [{"name": "elu", "alpha": ' + b"[" * 40 + b"]" * 40 + b"}]}", "nested deeper than"),
+], ids=["huge-integer", "very-deep", "deep"])
+def test_limits_of_the_json_itself_answer_422_saying_which(api, content, says):
+    """Python's parser answers these with a bare 400 (or takes them): say which limit, as for any field."""
+    r = api.client.post(STUDIES, content=content, headers={**api.admin, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert any(e["loc"] == ["body"] and says in e["msg"] for e in r.json()["detail"]), r.text
 
 
 @pytest.mark.parametrize("data_root", ["../../etc", "/", "/etc", "data", "{root}/../elsewhere", "{link}"])

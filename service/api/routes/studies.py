@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from service.api.json_route import UniqueKeysRoute
+from service.api.json_route import CheckedJsonRoute
 from service.auth import CurrentCaller
 from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncher, JobLauncherError, launch
@@ -34,7 +34,7 @@ def _documented(*codes: int) -> dict:
     return {code: {"model": Message, "description": _ERRORS[code]} for code in codes}
 
 
-router = APIRouter(prefix="/studies", tags=["studies"], responses=_documented(401), route_class=UniqueKeysRoute)
+router = APIRouter(prefix="/studies", tags=["studies"], responses=_documented(401), route_class=CheckedJsonRoute)
 
 
 def _public(study: Study, request: Request) -> StudyPublic:
