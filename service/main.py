@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = RecordStore(settings.db_url)
     app.state.jobs = JobLauncher(settings)
     app.dependency_overrides[get_settings] = lambda: settings
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     errors.install(app)
     for router in (studies.router, activations.router):
         app.include_router(router, prefix="/api/v1")

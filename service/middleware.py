@@ -1,7 +1,10 @@
-"""Request-body limit, as plain ASGI middleware: a body over `limit` bytes answers 413 before any route
-reads it, whether its size is declared (Content-Length) or it arrives chunked."""
+"""Request-body limits, as plain ASGI middleware: a body over `limit` bytes answers 413 before any route
+reads it, whether its size is declared (Content-Length) or it arrives chunked; a body that stops arriving
+for `timeout_s` answers 408 instead of holding a worker."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -11,8 +14,8 @@ _WITH_BODY = ("POST", "PUT", "PATCH")
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float = 10.0) -> None:
+        self.app, self.limit, self.timeout_s = app, limit, timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -20,13 +23,17 @@ class BodyLimit:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await self._refuse(scope, receive, send)
-        if declared is not None or scope["method"] not in _WITH_BODY:
+        if scope["method"] not in _WITH_BODY:
             return await self.app(scope, receive, send)
-        # Chunked: count what arrives and stop reading at the limit rather than buffer it all; the route
-        # then reads the body from memory.
+        # Read it here (at most `limit` bytes), counting what arrives and stopping at the limit rather than
+        # buffering it all; the route then reads the body from memory.
         body, more = bytearray(), True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                return await JSONResponse({"detail": f"request body not received within {self.timeout_s:g} s"},
+                                          status_code=408)(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     public_url: str | None = None  # how users reach this API (https://studies.example.org); links are paths without it
     driver_python: str | None = None  # the Python that runs the driver on the head node; default this one
     max_body_bytes: int = 64 * 1024  # request bodies larger than this answer 413
+    body_timeout_s: float = 10.0  # a request body that stops arriving for this long answers 408
     max_active_studies_per_owner: int = 4  # queued + running; more answer 429
     max_driver_attempts: int = 3  # a driver that dies is relaunched (resuming) this many times in all
     reconcile_interval_s: float = 5.0

@@ -695,3 +695,33 @@ def test_secrets_never_appear_in_answers_or_logs(make_api, db_url, ray_jobs, cap
     assert "ACTSTUDY_DATABASE_URL" not in env and all(password not in v for v in env.values())
     url_file = Path(env["ACTSTUDY_DATABASE_URL_FILE"])
     assert url_file.read_text() == url and url_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_body_that_stops_arriving_answers_408_instead_of_holding_a_worker(make_api):
+    """Called at the ASGI level: the first chunk arrives, the rest never does."""
+    import asyncio
+
+    api = make_api(body_timeout_s=0.5)
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": STUDIES, "raw_path": STUDIES.encode(), "query_string": b"", "root_path": "", "server": ("t", 80),
+             "client": ("c", 1), "headers": [(b"content-type", b"application/json"), (b"content-length", b"100"),
+                                             (b"authorization", f"Bearer {api.settings.admin_token}".encode())]}
+    chunks = [{"type": "http.request", "body": b'{"activations": ', "more_body": True}]
+    sent = []
+
+    async def receive():
+        if chunks:
+            return chunks.pop()
+        await asyncio.sleep(3600)
+
+    async def send(message):
+        sent.append(message)
+
+    async def call():
+        start = asyncio.get_running_loop().time()
+        await api.client.app(scope, receive, send)
+        return asyncio.get_running_loop().time() - start
+
+    took = asyncio.run(asyncio.wait_for(call(), 30))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert b"not received within 0.5 s" in sent[1]["body"] and took < 30

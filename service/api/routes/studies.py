@@ -15,6 +15,7 @@ from service.auth import CurrentCaller
 from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncher, JobLauncherError, launch
 from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
+from service.settings import Settings
 from studies.records import Study, StudyStatus
 from studies.schema import MlflowLinks
 from studies.spec import StudySpec
@@ -75,9 +76,9 @@ def _check_data_root(data_root: str | None, allowed: list[Path]) -> None:
                                        "msg": f"must be {where}"}])
 
 
-def _check_placeable(spec: StudySpec, jobs: JobLauncher) -> None:
+def _check_placeable(spec: StudySpec, jobs: JobLauncher, settings: Settings) -> None:
     """A study whose trials no node can hold would wait forever (holding a quota slot): 422 naming the resource."""
-    if not jobs.settings.ray_jobs_url:
+    if not settings.ray_jobs_url:
         return  # no cluster configured: the launch answers 503
     nodes = jobs.node_resources()
     short = spec.resources.unplaceable(nodes) if nodes is not None else []
@@ -90,7 +91,7 @@ def _check_placeable(spec: StudySpec, jobs: JobLauncher) -> None:
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
     _check_data_root(spec.dataset.data_root, settings.data_roots)
-    _check_placeable(spec, jobs)
+    _check_placeable(spec, jobs, settings)
     study_id = secrets.token_hex(6)
     study = Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
                   status=StudyStatus.queued.value, attempts=0)
