@@ -9,7 +9,6 @@ from activations._lslu import LSLU
 from activations._pwlu import PWLU
 from activations._registry import (
     UnknownActivationError,
-    check_param_types,
     check_params,
     create,
     entry,
@@ -28,7 +27,6 @@ __all__ = [
     "Smish",
     "TeLU",
     "UnknownActivationError",
-    "check_param_types",
     "check_params",
     "create",
     "entry",

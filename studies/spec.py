@@ -7,13 +7,14 @@ in all (activations × (trials + seeds) × epochs).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 import activations
 from workers.config import MAX_EPOCHS, DatasetName, Hidden, ModelName, TrainingOptions, TrialConfig, ValFraction, with_defaults
@@ -43,6 +44,26 @@ class ModelSpec(_Strict):
     hidden: Hidden = _TRIAL["hidden"].default
 
 
+@functools.cache
+def parameters_model(name: str) -> type[BaseModel]:
+    """The activation's parameters as a strict model (types from its constructor; finite numbers only)."""
+    strict = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+    fields = {p: (kind, Field(default, ge=bounds[0], le=bounds[1]) if bounds else default)
+              for p, (kind, default, bounds) in activations.parameter_types(name).items()}
+    return create_model(f"{name}_parameters", __config__=strict, **fields)
+
+
+def check_parameters(name: str, params: dict) -> None:
+    """Raise ValueError naming each parameter the activation does not take, or of the wrong type (strictly:
+    no "1" for 1, no true for 1.0), or outside its choices."""
+    activations.check_params(name, params)
+    try:
+        parameters_model(name).model_validate(params)
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise ValueError(f"activation {name!r}: {wrong}") from None
+
+
 class ActivationSpec(_Strict):
     """One candidate: a registered activation and its constructor parameters."""
 
@@ -59,16 +80,29 @@ class ActivationSpec(_Strict):
         self.name = self.name.lower()
         try:
             activations.entry(self.name)
-            activations.check_param_types(self.name, self.params)
+            check_parameters(self.name, self.params)
             # Build one, so bad values (pwlu segments=1) fail here rather than in a trial.
             activations.create(self.name, num_features=4, spatial_dims=0, **self.params)
         except (ValueError, TypeError) as exc:
             raise ValueError(str(exc)) from None
+        except (RuntimeError, OverflowError) as exc:  # torch refusing a value, e.g. prelu init=1e308 for float32
+            raise ValueError(f"activation {self.name!r}: these parameters do not build ({exc})") from None
         return self
 
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict:
+        """Documented as what is checked: a registered name, or an object with the name and that activation's
+        own parameters, typed (so the registry, the validation and the OpenAPI schema agree)."""
+        variants: list[dict] = [{"type": "string", "enum": activations.names(), "title": "name (default parameters)"}]
+        for name in activations.names():
+            params = parameters_model(name).model_json_schema()
+            variants.append({"type": "object", "title": name, "required": ["name"], "additionalProperties": False,
+                             "properties": {"name": {"const": name}, **params.get("properties", {})}})
+        return {"oneOf": variants}
 
     @property
     def label(self) -> str:

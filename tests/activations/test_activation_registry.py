@@ -128,16 +128,11 @@ def test_parameters_are_real_keywords(name):
     assert isinstance(module, nn.Module)
 
 
+
 @pytest.mark.parametrize("name", activations.names())
 def test_every_parameter_has_a_declared_type(name):
-    """What the spec checks submitted parameters against: no parameter is of any type."""
-    for param, (kind, default) in activations.parameter_types(name).items():
+    """What a study spec checks submitted parameters against: no parameter is of any type."""
+    for param, (kind, default, bounds) in activations.parameter_types(name).items():
         assert kind is not typing.Any, f"{name}.{param} has no type annotation"
-    activations.check_param_types(name, {})  # the defaults pass
-
-
-def test_parameter_types_are_strict():
-    activations.check_param_types("pwlu", {"segments": 8, "bound_k": 2, "channelwise": True})
-    for params in ({"segments": "8"}, {"segments": 8.0}, {"bound_k": True}, {"bound_k": float("inf")}, {"channelwise": "yes"}):
-        with pytest.raises(activations.UnknownActivationError, match=next(iter(params))):
-            activations.check_param_types("pwlu", params)
+        if kind in (int, float):  # every number is bounded: no value builds a module of unbounded size
+            assert bounds is not None and bounds[0] <= (default if default is not None else bounds[0]) <= bounds[1]

@@ -192,6 +192,10 @@ BAD_SPECS = {
     "deeply nested list": (spec(activations=[{"name": "elu", "alpha": json.loads("[" * 300 + "]" * 300)}]),
                            ["body"], "nested deeper than 32 levels"),  # was a 500 (serialising it)
     "nested list": (spec(activations=[{"name": "elu", "alpha": [[[1]]]}]), ["body", "activations", 0], "alpha"),
+    # Found by schemathesis once the schema typed parameters: a 500 (torch refused 1e308), and 24 GB for 2³⁰ segments.
+    "a number torch cannot hold": (spec(activations=[{"name": "prelu", "init": 1e308}]), ["body", "activations", 0], "init"),
+    "a module of unbounded size": (spec(activations=[{"name": "pwlu", "segments": 2**30}]), ["body", "activations", 0],
+                                   "segments"),
     "not one of the choices": (spec(activations=[{"name": "gelu", "approximate": "tanh'"}]), ["body", "activations", 0],
                                "'none' or 'tanh'"),
     "text as an integer": (spec(activations=[{"name": "pwlu", "segments": "8"}]), ["body", "activations", 0], "segments"),

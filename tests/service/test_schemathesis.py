@@ -23,6 +23,8 @@ from studies.records import StudyStatus
 from tests.utils.factories import add_study, results_for
 
 MAX_EXAMPLES = 40  # per operation and database
+# derandomize: the same examples on every run, so CI never turns red on a draw; widen MAX_EXAMPLES (or drop
+# derandomize locally) to explore more.
 BASE_URL = f"http://{asgi.HOST}"  # the app is called in-process; this only names the host
 
 
@@ -43,7 +45,7 @@ def fuzzed(make_api):
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_input_gets_a_server_error(case, fuzzed):
     api, client = fuzzed
     response = case.call(BASE_URL, session=client, app=api.client.app, headers=api.admin)
@@ -53,7 +55,7 @@ def test_no_input_gets_a_server_error(case, fuzzed):
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_answers_conform_to_the_schema(case, fuzzed):
     api, client = fuzzed
     # 5xx are the other test's business (and /readyz answers 503 here by design). A spec's JSON schema

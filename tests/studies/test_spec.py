@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import activations
 from studies.spec import MAX_ACTIVATIONS, MAX_TRIALS, SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,3 +114,26 @@ def test_non_finite_numbers_are_refused(where):
     section, fields = next(iter(where.items()))
     errors = errors_of({"activations": ["relu"], **where})
     assert any(key.startswith(section) for key in errors), errors
+
+
+def test_activation_parameters_are_strictly_typed():
+    from studies.spec import check_parameters
+
+    check_parameters("pwlu", {"segments": 8, "bound_k": 2, "channelwise": True})
+    for name in ("relu", "pwlu", "lslu", "gelu", "elu"):
+        check_parameters(name, {})  # the defaults pass
+    for params in ({"segments": "8"}, {"segments": 8.0}, {"bound_k": True}, {"bound_k": float("inf")}, {"channelwise": "yes"},
+                   {"segments": 2**30}, {"stats_steps": -1}, {"init_bound": 1e308}):  # bounded: 2³⁰ segments ate 24 GB
+        with pytest.raises(ValueError, match=next(iter(params))):
+            check_parameters("pwlu", params)
+
+
+def test_the_schema_documents_each_activations_parameters():
+    from studies.spec import ActivationSpec, StudySpec
+
+    variants = StudySpec.model_json_schema()["$defs"]["ActivationSpec"]["oneOf"]
+    by_name = {v["title"]: v for v in variants if v["type"] == "object"}
+    assert set(by_name) == set(activations.names())
+    assert by_name["pwlu"]["properties"]["segments"]["type"] == "integer"
+    assert by_name["gelu"]["properties"]["approximate"]["enum"] == ["none", "tanh"]
+    assert ActivationSpec.model_validate({"name": "pwlu", "segments": 8}).params == {"segments": 8}
