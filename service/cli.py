@@ -40,7 +40,8 @@ def submit(spec: str, quiet: bool) -> int:
         click.echo(str(exc), err=True)
         return 2
     study = Client.from_env().submit(parsed.model_dump(mode="json"))
-    click.echo(study["id"] if quiet else yaml.safe_dump({k: study[k] for k in ("id", "status", "links")}, sort_keys=False))
+    click.echo(study.id if quiet else yaml.safe_dump(study.model_dump(mode="json", include={"id", "status", "links"}),
+                                                   sort_keys=False))
     return 0
 
 
