@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.live import Live
 
 from service.models import StudyPublic, StudyResultsPublic
+from studies.errors import describe
 from studies.schema import StudyStatus
 
 
@@ -38,7 +39,7 @@ class Client:
             except ValueError:
                 detail = r.text
             if isinstance(detail, list):
-                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+                detail = "; ".join(describe(detail))
             hint = " (set ACTSTUDY_TOKEN)" if r.status_code == 401 else ""
             raise ApiError(f"{r.status_code}: {detail}{hint}")
         return r.json()

@@ -3,6 +3,7 @@ onto study states (and relaunches a driver that died, which then continues from 
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -11,8 +12,8 @@ from pathlib import Path
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from service.settings import Settings
-from workers.files import written_whole
 from studies.records import RecordStore, Study, StudyStatus
+from workers.files import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class JobLauncher:
         s = self.settings
         env = {
             # A file, not the URL: Ray writes a job's runtime env to its logs, and the URL may hold a password.
-            "ACTSTUDY_DATABASE_URL_FILE": str(self.database_url_file()),
+            "ACTSTUDY_DATABASE_URL_FILE": str(self.database_url_file),
             "MLFLOW_TRACKING_URI": s.mlflow_uri or "",
             "ACTSTUDY_MLFLOW_PUBLIC_URL": s.mlflow_public_url or "",
             "ACTSTUDY_DATA_DIR": str(Path(s.data_dir).resolve()),
@@ -70,9 +71,10 @@ class JobLauncher:
                     continue
                 raise JobLauncherError(f"Ray refused the job: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
+    @functools.cached_property
     def database_url_file(self) -> Path:
         """The records database's URL in `<data dir>/secrets/database-url`, readable by this user only (the
-        data dir is the same shared path on the head, where drivers run)."""
+        data dir is the same shared path on the head, where drivers run); written once per launcher."""
         folder = Path(self.settings.data_dir).resolve() / "secrets"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = folder / "database-url"

@@ -18,6 +18,7 @@ import click
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from studies.errors import describe
 from workers.config import TrialConfig
 
 # `actstudy train` prints test accuracy, so it scores the test split unless told not to.
@@ -43,7 +44,7 @@ class ActstudyGroup(click.Group):
 
 def _message(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):  # name each field and the reason, not pydantic's whole report
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        return "; ".join(describe(exc.errors(include_url=False)))
     return str(exc)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 
-
 # The service's own secrets: a process this module starts (and every Ray worker, which inherits the head's
 # environment) never needs them.
 SERVICE_SECRETS = ("ACTSTUDY_ADMIN_TOKEN", "ACTSTUDY_DATABASE_URL")

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 import activations
+from studies.errors import describe
 from workers.config import MAX_EPOCHS, DatasetName, Hidden, ModelName, TrainingOptions, TrialConfig, ValFraction, with_defaults
 
 MAX_ACTIVATIONS = 20
@@ -60,7 +61,7 @@ def check_parameters(name: str, params: dict) -> None:
     try:
         parameters_model(name).model_validate(params)
     except ValidationError as exc:
-        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+        wrong = "; ".join(describe(exc.errors(include_url=False)))
         raise ValueError(f"activation {name!r}: {wrong}") from None
 
 
@@ -232,7 +233,7 @@ class SpecError(ValueError):
 
     def __init__(self, errors: list[dict]):
         self.errors = errors
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(spec)'}: {e['msg']}" for e in errors]
+        lines = [f"  {line}" for line in describe(errors, whole="(spec)")]
         super().__init__("invalid study spec:\n" + "\n".join(lines))
 
 
