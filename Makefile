@@ -25,9 +25,10 @@ demo: install
 	$(BIN)/actstudy activations --plot activations.png > /dev/null
 	$(BIN)/python -m service.demo
 
-# Stops the stack `make demo` left running.
+# Stops the stack `make demo` left running (the API, Ray and MLflow, and all they started) and waits for it.
 stop:
-	@test -f .actstudy/serve.pid && kill $$(cat .actstudy/serve.pid) 2>/dev/null && echo "stopping the stack (pid $$(cat .actstudy/serve.pid))" || echo "no stack running"
+	@test -x $(BIN)/python || { echo "no stack running (nothing installed)"; exit 0; }
+	$(BIN)/python -m service.demo --stop
 
 bench: install
 	$(BIN)/python bench/activations.py

@@ -1,7 +1,8 @@
 """`make demo`: start the stack on embedded defaults, submit examples/mnist1d-quick.yaml over REST, follow it
 to the end, print the ranking and where to browse it, and leave the stack up for browsing.
 
-    python -m service.demo [--data-dir .actstudy] [--port 8000] [--stop-after]
+    python -m service.demo [--data-dir .actstudy] [--port 8000] [--spec SPEC] [--stop-after]
+    python -m service.demo --stop [--data-dir .actstudy]     (`make stop`: stops the stack and waits for it)
 """
 
 from __future__ import annotations
@@ -66,14 +67,38 @@ def start_stack(data_dir: Path, port: int, console: Console) -> tuple[str, int, 
     raise SystemExit(f"the stack was not ready within 300 s; see {log}")
 
 
+def stop_stack(data_dir: Path, console: Console, timeout: float = 90) -> int:
+    """SIGTERM the `actstudy serve` the demo started and wait until it has stopped what it started."""
+    pid_file = data_dir / "serve.pid"
+    pid = int(pid_file.read_text()) if pid_file.exists() else None
+    if pid is None or not _alive(pid):
+        console.print("no stack running")
+        pid_file.unlink(missing_ok=True)
+        return 0
+    console.print(f"stopping the stack (pid {pid}) ...")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _alive(pid):
+        console.print(f"[red]the stack (pid {pid}) did not stop within {timeout:.0f} s; see {data_dir / 'serve.log'}[/red]")
+        return 1
+    pid_file.unlink(missing_ok=True)
+    console.print("stack stopped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.demo")
     parser.add_argument("--data-dir", default=".actstudy")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--spec", default=str(EXAMPLE))
     parser.add_argument("--stop-after", action="store_true", help="stop the stack when the study ends")
+    parser.add_argument("--stop", action="store_true", help="only stop the stack a demo left running, and wait for it")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 120)
+    if args.stop:
+        return stop_stack(Path(args.data_dir).resolve(), console)
     t0 = time.monotonic()
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     console.print(f"demo wall time {time.monotonic() - t0:.0f} s")
     if args.stop_after:
-        os.kill(pid, signal.SIGTERM)
-        console.print("stack stopped")
+        code = stop_stack(data_dir, console) or code
     else:
         console.print(f"the stack is still running (pid {pid}); stop it with: [bold]make stop[/bold]  (or kill {pid})")
         console.print(f"try: ACTSTUDY_URL={url} ACTSTUDY_TOKEN={token} .venv/bin/actstudy status {study.id}")

@@ -18,7 +18,7 @@ from studies.spec import StudySpec
 def progress_table(progress: PhaseProgress, title: str = "") -> Table:
     confirm = progress.phase == "confirm"
     table = Table(title=title or progress.phase, expand=False)
-    for col in ("activation", "seeds" if confirm else "trials", "", "running", "best test acc" if confirm else "best val acc"):
+    for col in ("activation", "seeds" if confirm else "trials", "progress", "running", "best test acc" if confirm else "best val acc"):
         table.add_column(col)
     for label, a in progress.activations.items():
         best = "-" if a.best is None else f"{a.best:.4f}"
@@ -81,4 +81,6 @@ def print_results(console: Console, results: StudyResults) -> None:
     console.print(ranking_table(results))
     console.print(f"best activation: [bold]{results.best_activation}[/bold]")
     if results.mlflow is not None:
-        console.print(f"MLflow parent run: {results.mlflow.parent_run_url or results.mlflow.parent_run_id}")
+        console.print(f"MLflow, the answer:  {results.mlflow.parent_run_url or results.mlflow.parent_run_id}")
+        if results.mlflow.experiment_url:
+            console.print(f"MLflow, every run:   {results.mlflow.experiment_url}")

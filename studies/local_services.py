@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 # The service's own secrets: a process this module starts (and every Ray worker, which inherits the head's
 # environment) never needs them.
@@ -98,23 +99,52 @@ def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | N
     return service
 
 
+# Every process of a head started here carries this variable, set to the head's temp folder: Ray's agents
+# and workers rename themselves (`ray::DashboardAgent`), so their command lines do not show the folder,
+# but they inherit the environment, and so does everything they start (job drivers, trial workers).
+HEAD_MARK = "ACTSTUDY_RAY_HEAD"
+
+
 @dataclass
 class RayHead:
     address: str  # host:port of the GCS
     dashboard_url: str
     temp_dir: Path
 
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """An environment for a process that belongs to this head (stopped with it)."""
+        return {**(child_env() if base is None else base), HEAD_MARK: str(self.temp_dir)}
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this head: marked by its environment or naming its temp folder (followed by
+        / or a space: not a folder whose name merely begins the same way), and their descendants (the agents
+        a raylet starts rename themselves over their environment too). `ray stop` would stop every Ray
+        process on the machine, other heads' too."""
+        pattern = re.compile(f"{re.escape(str(self.temp_dir))}([/ ]|$)")
+        found: dict[int, psutil.Process] = {}
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get(HEAD_MARK) == str(self.temp_dir) or pattern.search(" ".join(proc.cmdline())):
+                    found[proc.pid] = proc
+                    found |= {child.pid: child for child in proc.children(recursive=True)}
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
     def stop(self, timeout: float = 8) -> None:
-        # `ray stop` would kill every Ray process on the machine; stop only those of this head's session
-        # (its temp folder, followed by / or a space: not a folder whose name merely begins the same way).
-        pattern = ["-f", "--", f"{re.escape(str(self.temp_dir))}([/ ]|$)"]
-        subprocess.run(["pkill", "-TERM", *pattern], check=False)
+        """SIGTERM every process of this head, SIGKILL what is left after `timeout`, until none is left."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if subprocess.run(["pgrep", *pattern], capture_output=True).returncode != 0:
-                return
-            time.sleep(0.5)
-        subprocess.run(["pkill", "-KILL", *pattern], check=False)
+        while procs := self.processes():
+            sig = signal.SIGTERM if time.monotonic() < deadline else signal.SIGKILL
+            for proc in procs:
+                try:
+                    proc.send_signal(sig)
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(procs, timeout=1)
+            if time.monotonic() > deadline + 10:
+                raise RuntimeError(f"Ray processes of {self.temp_dir} survived SIGKILL: {[p.pid for p in procs]}")
 
 
 def start_ray_head(data_dir: str | Path, *, auth_token: str, port: int | None = None, dashboard_port: int | None = None,
@@ -135,11 +165,12 @@ def start_ray_head(data_dir: str | Path, *, auth_token: str, port: int | None = 
         cmd.append(f"--num-cpus={num_cpus}")
     log = Path(data_dir).resolve() / "ray-start.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**child_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token}
+    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", temp_dir)
+    env = head.env({**child_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token})
     with log.open("ab") as out:
         proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env)
     if proc.returncode != 0:
+        head.stop()  # what it started before it failed
         raise RuntimeError(f"ray start failed (exit {proc.returncode}); log {log}:\n{log.read_text()[-2000:]}")
-    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", temp_dir)
     wait_http(f"{head.dashboard_url}/api/gcs_healthz", None, log, timeout, "ray dashboard")
     return head

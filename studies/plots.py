@@ -61,40 +61,64 @@ def _pwlu_curve(snap: dict, channel: int | None, xs: torch.Tensor) -> torch.Tens
 
 
 def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
-    """PWLU's shape at several epochs on one figure per channel (as the PWLU paper's visualisation)."""
+    """PWLU's shape at several epochs on top of each other, its bounds B_L, B_R marked (dotted, and the points at
+    them), one panel per channel (the first `max_channels`) or one for a layer-wise PWLU (as the PWLU paper's figures)."""
     last = history[-1]["state"]
     channelwise = isinstance(last["left_bound"], list)
     channels = list(range(min(max_channels, len(last["left_bound"])))) if channelwise else [None]
-    fig, axes = plt.subplots(1, len(channels), figsize=(4.2 * len(channels), 3.6), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, len(channels), figsize=(4.2 * len(channels), 3.8), squeeze=False, constrained_layout=True)
     picks = _epochs_to_draw(len(history))
     cmap = plt.cm.viridis
+
+    def at(snap: dict, name: str, ch: int | None) -> float:
+        return float(snap[name][ch] if ch is not None else snap[name])
+
     for ax, ch in zip(axes[0], channels):
-        bounds = [(float(h["state"]["left_bound"][ch] if ch is not None else h["state"]["left_bound"]),
-                   float(h["state"]["right_bound"][ch] if ch is not None else h["state"]["right_bound"])) for h in history]
+        bounds = [(at(h["state"], "left_bound", ch), at(h["state"], "right_bound", ch)) for h in history]
         lo = min(b[0] for b in bounds)
         hi = max(b[1] for b in bounds)
         margin = 0.25 * (hi - lo)
         xs = torch.linspace(lo - margin, hi + margin, 400, dtype=torch.float64)
         for k, i in enumerate(picks):
-            h = history[i]
-            ax.plot(xs, _pwlu_curve(h["state"], ch, xs), color=cmap(k / max(1, len(picks) - 1)), lw=1.3, label=f"epoch {h['epoch']}")
-        ax.set_title(f"channel {ch}" if ch is not None else "layer-wise")
+            h, color = history[i], cmap(k / max(1, len(picks) - 1))
+            ax.plot(xs, _pwlu_curve(h["state"], ch, xs), color=color, lw=1.3, label=f"epoch {h['epoch']}")
+            (b_lo, b_hi), pts = bounds[i], h["state"]["points"][ch] if ch is not None else h["state"]["points"]
+            ax.plot([b_lo, b_hi], [pts[0], pts[-1]], "o", color=color, ms=3.5)
+            for b in (b_lo, b_hi):
+                ax.axvline(b, color=color, ls=":", lw=0.8)
+        ax.set(title=f"channel {ch}" if ch is not None else "layer-wise", xlabel="x", ylabel="PWLU(x)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7, title="dotted: B_L, B_R", title_fontsize=7)
     fig.suptitle(title)
     return fig
 
 
+def lslu_series(snap: dict, xs: torch.Tensor) -> torch.Tensor:
+    """LSLU's series before its kernel: ReLU(s_n(…s_1(x))), s_i(x) = θ_i·ReLU(x) + ω_i."""
+    y = xs
+    for theta, omega in zip(snap["theta"], snap["omega"]):
+        y = theta * torch.relu(y) + omega
+    return torch.relu(y)
+
+
 def plot_lslu_evolution(history: list[dict], title: str):
-    """LSLU's θ_i and ω_i over epochs."""
-    fig, (ax_t, ax_o) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    """LSLU's θ_i and ω_i over epochs, and the series' shape at several epochs on top of each other."""
+    fig, (ax_t, ax_o, ax_s) = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     epochs = [h["epoch"] for h in history]
     for i in range(len(history[-1]["state"]["theta"])):
         ax_t.plot(epochs, [h["state"]["theta"][i] for h in history], marker=".", label=f"θ_{i}")
         ax_o.plot(epochs, [h["state"]["omega"][i] for h in history], marker=".", label=f"ω_{i}")
-    ax_t.set(title="θ", xlabel="epoch")
-    ax_o.set(title="ω", xlabel="epoch")
     for ax in (ax_t, ax_o):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_t.set(title="θ (starts at 1)", xlabel="epoch")
+    ax_o.set(title="ω (starts at 0)", xlabel="epoch")
+    xs = torch.linspace(-3, 3, 301, dtype=torch.float64)
+    picks = _epochs_to_draw(len(history))
+    for k, i in enumerate(picks):
+        ax_s.plot(xs, lslu_series(history[i]["state"], xs), color=plt.cm.viridis(k / max(1, len(picks) - 1)), lw=1.3,
+                  label=f"epoch {history[i]['epoch']}")
+    ax_s.set(title="series ReLU(s_n(…s_1(x))), before the kernel", xlabel="x")
+    for ax in (ax_t, ax_o, ax_s):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title)
@@ -131,7 +155,7 @@ def plot_test_accuracy(results: StudyResults):
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     if means:
         ax.set_ylim(max(0, min(means) - 0.1), min(1.0, max(means) + 0.05))
-    ax.set(ylabel="test accuracy", title=f"{results.name}: test accuracy, mean and 95% CI (baseline red)")
+    ax.set(ylabel="test accuracy", title=f"{results.name}: test accuracy\nmean and 95% CI, seeds as dots (baseline red)")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -153,7 +177,8 @@ def plot_optuna(study, kind: str, label: str):
 
     from optuna.visualization import matplotlib as ovm
 
-    with warnings.catch_warnings():
+    # Optuna's plots switch matplotlib to its own style for the whole process: keep that to this figure.
+    with warnings.catch_warnings(), plt.rc_context():
         warnings.simplefilter("ignore")  # "experimental" warnings, on every call
         ax = ovm.plot_optimization_history(study) if kind == "history" else ovm.plot_param_importances(study)
     ax.set_title(f"{label}: {ax.get_title()}")

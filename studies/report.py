@@ -102,7 +102,7 @@ def _fmt(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else (f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}")
+        return "-" if math.isnan(v) else (f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.4f}")
     return str(v)
 
 
@@ -132,3 +132,57 @@ def ranking_csv(results: StudyResults) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def _names(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def verdict(results: StudyResults) -> str:
+    """The answer in one sentence: which activations beat the baseline, which lose to it, which cannot be told apart."""
+    base = results.baseline
+    better, worse, same, untested = [], [], [], []
+    for label in results.ranking:
+        vs = results.activations[label].vs_baseline
+        if label == base:
+            continue
+        if vs is None or vs.p_holm is None or math.isnan(_number(vs.p_holm)):
+            untested.append(label)
+        elif vs.significant:
+            (better if _number(vs.mean_diff) > 0 else worse).append(label)
+        else:
+            same.append(label)
+    parts = []
+    if better:
+        parts.append(f"{_names(better)} {'is' if len(better) == 1 else 'are'} significantly better than {base}")
+    if worse:
+        parts.append(f"{_names(worse)} {'is' if len(worse) == 1 else 'are'} significantly worse than {base}")
+    if same:
+        parts.append(f"{_names(same)} {'is' if len(same) == 1 else 'are'} indistinguishable from {base}")
+    if untested:
+        parts.append(f"{_names(untested)} could not be tested (fewer than two seeds shared with {base})")
+    if not parts:
+        return f"Only the baseline, {base}, was compared."
+    n = len(results.seeds)
+    return (f"Against {base}, over {n} seed{'s' if n != 1 else ''} (paired t-test on test accuracy, Holm-adjusted, "
+            f"α = {ALPHA}): {'; '.join(parts)}.")
+
+
+def study_markdown(results: StudyResults, spec_yaml: str, figures: list[tuple[str, str]], links: list[tuple[str, str]],
+                   limit: int = 7900) -> str:
+    """The study's answer as Markdown (the MLflow parent run's description): the verdict, the ranking, the
+    figures (`(title, url)` shown inline), further links and the spec — the spec left out if over `limit`
+    characters (MLflow keeps 8000 of a tag)."""
+    best = results.best_activation
+    head = [f"## {results.name}: {best} ranks first" if best else f"## {results.name}", "", f"**Verdict.** {verdict(results)}",
+            "", f"### Ranking by mean test accuracy ({len(results.seeds)} seeds, baseline {results.baseline})", "",
+            ranking_markdown(results), ""]
+    if figures:
+        head += ["### Figures", ""] + [f"**{title}**\n\n![{title}]({url})\n" for title, url in figures]
+    if links:
+        head += ["### More", ""] + [f"- [{title}]({url})" for title, url in links] + [""]
+    text = "\n".join(head)
+    spec_part = f"\n### Study spec\n\n```yaml\n{spec_yaml.strip()}\n```\n"
+    if len(text) + len(spec_part) <= limit:
+        text += spec_part
+    return text[:limit]

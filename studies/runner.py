@@ -110,7 +110,7 @@ def run_study(
         scores = run_confirm(ctx, best)
         results = build_results(spec, study_id, trials, best, scores)
         results.mlflow = runs.links()
-        runs.finish(results, trials, searcher.studies())
+        runs.finish(results, trials, best, scores, searcher.studies())
         sink.finished(results)
         return results
     except BaseException as exc:

@@ -132,6 +132,7 @@ class MlflowLinks(_Model):
     experiment_id: str
     parent_run_id: str
     parent_run_url: str | None
+    experiment_url: str | None = Field(None, description="the experiment's runs table in the MLflow UI")
     activation_runs: dict[str, RunLink]
 
 

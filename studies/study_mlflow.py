@@ -1,23 +1,22 @@
 """The study's own MLflow runs: the experiment, the parent run and one child run per activation.
 
 Opening is idempotent (runs are found by tag), so a resumed driver keeps writing to the same runs.
-The parent run ends with the results: results.json, the ranking table (Markdown, CSV) and the plots.
+The experiment opens on its training runs; the parent run ends with the answer on its Overview page
+(`studies.study_summary`: the verdict, the ranking, the figures, results.json).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from studies import plots, report
+from studies import study_summary
 from studies.run_ends import end_run
-from studies.schema import MlflowLinks, RunLink, StudyResults
+from studies.schema import MlflowLinks, RunLink, StudyResults, TrialSummary
 from studies.spec import StudySpec
 from studies.tracking import PARENT_RUN
 
@@ -34,6 +33,7 @@ class StudyRuns:
     uri: str
     experiment_id: str
     parent_id: str
+    spec: StudySpec
     activation_runs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -42,10 +42,12 @@ class StudyRuns:
         name = experiment_name(spec, study_id)
         exp = client.get_experiment_by_name(name)
         exp_id = exp.experiment_id if exp else client.create_experiment(name, tags={"actstudy.study_id": study_id})
+        for key, value in {**study_summary.EXPERIMENT_KIND, study_summary.NOTE: _experiment_note(spec, study_id)}.items():
+            client.set_experiment_tag(exp_id, key, value)  # also on experiments made before these tags
         parent = _find_or_create(client, exp_id, "tags.`actstudy.role` = 'study'", {"actstudy.role": "study", "actstudy.study_id": study_id}, spec.name)
-        runs = cls(client, uri, exp_id, parent)
+        runs = cls(client, uri, exp_id, parent, spec)
         client.log_batch(parent, params=[Param(k, v) for k, v in _flat_spec(spec).items()],
-                         tags=[RunTag("actstudy.status", "running")])
+                         tags=[RunTag("actstudy.status", "running"), RunTag(study_summary.NOTE, study_summary.running_note(spec, study_id))])
         client.log_text(parent, spec.model_dump_json(indent=2), "spec.json")
         # Found by tag in Python: a label is user text and never goes into a filter string.
         existing = {r.data.tags.get("activation"): r.info.run_id
@@ -91,41 +93,36 @@ class StudyRuns:
         base = os.environ.get("ACTSTUDY_MLFLOW_PUBLIC_URL") or self.uri
         if not base.startswith("http"):
             return None
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"{base.rstrip('/')}/{study_summary.run_path(self.experiment_id, run_id)}"
 
     @property
     def parent_url(self) -> str | None:
         return self.url(self.parent_id)
 
+    @property
+    def experiment_url(self) -> str | None:
+        """The experiment's runs table (with the parent on top) in the MLflow UI."""
+        base = self.url(self.parent_id)
+        return base and base[:base.index("#")] + f"#/experiments/{self.experiment_id}/runs{study_summary.UI_VIEW}"
+
     def links(self) -> MlflowLinks:
         return MlflowLinks(tracking_uri=self.uri, experiment_id=self.experiment_id, parent_run_id=self.parent_id,
-                           parent_run_url=self.parent_url,
+                           parent_run_url=self.parent_url, experiment_url=self.experiment_url,
                            activation_runs={k: RunLink(run_id=v, url=self.url(v)) for k, v in self.activation_runs.items()})
 
-    def finish(self, results: StudyResults, trials: dict, optuna_studies: dict) -> None:
+    def finish(self, results: StudyResults, trials: dict[str, list[TrialSummary]], best: dict[str, TrialSummary],
+               scores: dict[str, dict[int, float]], optuna_studies: dict) -> None:
+        """Write the answer where MLflow's UI shows it (`studies.study_summary`) and end the study's runs."""
         c = self.client
         for label, run_id in self.activation_runs.items():
-            a = results.activations[label]
-            t = a.test_acc
-            metrics = {"test_acc_mean": t.mean, "test_acc_std": t.std, "test_acc_ci95_low": t.ci95[0],
-                       "test_acc_ci95_high": t.ci95[1], "best_val_acc": a.best_val_acc}
-            params = a.best_params.model_dump() if a.best_params else {}
-            c.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None and v == v],
-                        params=[Param(f"best_{k}", str(v)) for k, v in params.items()],
-                        tags=[RunTag("actstudy.rank", str(results.rank(label)))])
-            c.log_dict(run_id, {"summary": a.plain(), "trials": [t.plain() for t in trials[label]]}, "activation_summary.json")
+            study_summary.write_activation_run(c, run_id, self.spec, label, results, trials[label], best.get(label),
+                                               scores.get(label, {}), optuna_studies.get(label), self.experiment_id)
             c.set_terminated(run_id, "FINISHED")
-        parent = self.parent_id
-        c.log_text(parent, results.model_dump_json(indent=2), "results.json")
-        c.log_text(parent, report.ranking_markdown(results), "ranking.md")
-        c.log_text(parent, report.ranking_csv(results), "ranking.csv")
-        with tempfile.TemporaryDirectory() as tmp:
-            self._summary_plots(Path(tmp), results, optuna_studies)
-            c.log_artifacts(parent, tmp, artifact_path="plots")
-        best = results.best_activation
-        c.log_batch(parent, tags=[RunTag("actstudy.status", "succeeded"), RunTag("best_activation", best or ""),
-                                  RunTag("best_activation_run", self.activation_runs.get(best, ""))])
-        c.set_terminated(parent, "FINISHED")
+        study_summary.write_parent(c, self.parent_id, self.experiment_id, self.spec, results, self.activation_runs, best)
+        winner = results.best_activation
+        c.log_batch(self.parent_id, tags=[RunTag("actstudy.status", "succeeded"), RunTag("best_activation", winner or ""),
+                                          RunTag("best_activation_run", self.activation_runs.get(winner, ""))])
+        c.set_terminated(self.parent_id, "FINISHED")
 
     def fail(self, reason: str, status: str = "FAILED") -> None:
         """End the study's runs as FAILED (or KILLED when it was stopped), with the reason."""
@@ -137,39 +134,18 @@ class StudyRuns:
         except Exception as exc:  # noqa: BLE001 — the failure is reported elsewhere too
             log.warning("could not mark the study's MLflow runs failed: %s", exc)
 
-    def best_val_curves(self) -> dict[str, list[tuple[int, float]]]:
-        """val_acc per epoch of each activation's best search trial."""
-        curves = {}
-        for label, run_id in self.activation_runs.items():
-            found = self.client.search_runs(
-                [self.experiment_id],
-                f"tags.`{PARENT_RUN}` = '{run_id}' AND tags.`actstudy.kind` = 'trial' AND tags.`actstudy.status` = 'completed'",
-                order_by=["metrics.val_acc DESC"], max_results=1)
-            if found:
-                history = self.client.get_metric_history(found[0].info.run_id, "val_acc")
-                curves[label] = sorted((m.step, m.value) for m in history)
-        return curves
-
-    def _summary_plots(self, folder: Path, results: StudyResults, optuna_studies: dict) -> None:
-        plots.save(plots.plot_test_accuracy(results), folder / "test_acc_ci.png")
-        curves = self.best_val_curves()
-        if curves:
-            plots.save(plots.plot_val_curves(curves), folder / "best_val_curves.png")
-        for label, study in optuna_studies.items():
-            for kind in ("history", "importance"):
-                try:
-                    fig = plots.plot_optuna(study, kind, label)
-                except Exception as exc:  # noqa: BLE001 — e.g. importance needs two finished trials
-                    log.info("no optuna %s plot for %s: %s", kind, label, exc)
-                    continue
-                plots.save(fig, folder / f"optuna_{kind}_{plots.slug(label)}.png")
-
 
 def _find_or_create(client: MlflowClient, exp_id: str, filter_string: str, tags: dict, name: str) -> str:
     found = client.search_runs([exp_id], filter_string, max_results=1)
     if found:
         return found[0].info.run_id
     return client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+
+
+def _experiment_note(spec: StudySpec, study_id: str) -> str:
+    return (f"actstudy study `{study_id}`: which activation should {spec.model.name} on {spec.dataset.name} use? "
+            f"The run **{spec.name}** holds the answer (its Overview); beneath it one run per activation, and beneath "
+            "those every search trial and confirmation seed.")
 
 
 def _flat_spec(spec: StudySpec) -> dict[str, str]:

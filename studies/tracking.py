@@ -212,7 +212,8 @@ class MlflowTrialRecorder(TrialRecorder):
                 key = sanitize(layer)
                 path = Path(tmp) / f"{key}.json"
                 path.write_text(json.dumps({"layer": layer, "kind": activation_kind(history[-1]["state"]), "history": history}))
-                fig = plot_evolution(activation_kind(history[-1]["state"]), history, f"{layer}")
+                kind = activation_kind(history[-1]["state"])
+                fig = plot_evolution(kind, history, f"{kind.upper()} at {layer}: its shape over training")
                 fig.savefig(Path(tmp) / f"{key}.png", dpi=90)
                 plt.close(fig)
             if self.evolution:

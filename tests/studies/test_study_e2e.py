@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from studies import report
 from studies.runner import run_study
 from studies.spec import parse_spec
+from studies.tracking import sanitize
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +42,34 @@ def test_study_layout_in_mlflow(ray_head, mlflow_server, tmp_path):
     assert parent.data.tags["best_activation"] == results.best_activation
     assert {"results.json", "ranking.md", "ranking.csv", "spec.json", "plots"} <= artifacts(c, parent.info.run_id)
     plots = artifacts(c, parent.info.run_id, "plots")
-    assert {"plots/test_acc_ci.png", "plots/best_val_curves.png"} <= plots
-    assert any(p.startswith("plots/optuna_history_") for p in plots)
+    assert {"plots/test_acc_ci.png", "plots/best_val_curves.png"} == plots
+    # MLflow's UI opens the experiment on its training runs, and the parent's Overview gives the answer.
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"{results.best_activation} ranks first" in note and report.verdict(results) in note
+    assert report.ranking_markdown(results) in note and "get-artifact?path=plots/test_acc_ci.png" in note
+    assert "```yaml" in note and "trials_per_activation: 2" in note
+    for label, a in results.activations.items():
+        key = sanitize(label)
+        assert parent.data.metrics[f"test_acc_mean/{key}"] == pytest.approx(a.test_acc.mean)
+        assert parent.data.metrics[f"test_acc_ci95_low/{key}"] == pytest.approx(a.test_acc.ci95[0])
+        assert parent.data.metrics[f"best_val_acc/{key}"] == pytest.approx(a.best_val_acc)
+    assert f"p_holm/{sanitize(results.baseline)}" not in parent.data.metrics  # no test against itself
 
     acts = children(c, exp.experiment_id, parent.info.run_id)
     assert {r.data.tags["activation"] for r in acts} == set(spec.labels)
     for act in acts:
         label = act.data.tags["activation"]
-        assert act.info.status == "FINISHED" and "best_lr" in act.data.params
+        assert act.info.status == "FINISHED"
+        best = results.activations[label].best_params
+        params = act.data.params
+        assert float(params["best_lr"]) == pytest.approx(best.lr) and float(params["best_l2"]) == pytest.approx(best.l2)
+        assert params["activation"] == spec.activation(label).name
         assert act.data.metrics["test_acc_mean"] == pytest.approx(results.activations[label].test_acc.mean)
+        per_seed = c.get_metric_history(act.info.run_id, "test_acc")
+        assert sorted(m.step for m in per_seed) == results.seeds
+        assert sorted(m.value for m in per_seed) == sorted(results.activations[label].test_acc.values)
+        assert "plots/optuna_history.png" in artifacts(c, act.info.run_id, "plots")
         trials = children(c, exp.experiment_id, act.info.run_id, "trial")
         confirms = children(c, exp.experiment_id, act.info.run_id, "confirm")
         assert len(trials) == 2 and len(confirms) == 2
@@ -65,12 +86,17 @@ def test_study_layout_in_mlflow(ray_head, mlflow_server, tmp_path):
             assert {"pwlu.net.2.left_bound", "pwlu.net.2.right_bound", "pwlu.net.2.left_slope", "pwlu.net.2.right_slope",
                     "pwlu.net.4.left_bound"} <= keys
             assert {"evolution/net.2.json", "evolution/net.2.png", "evolution/net.4.json"} <= artifacts(c, run.info.run_id, "evolution")
+            assert params["activation.segments"] == "16" and params["activation.stats_steps"] == "5"
             history = c.load_dict(f"runs:/{run.info.run_id}/evolution/net.2.json") if hasattr(c, "load_dict") else None
             if history is not None:
                 assert [h["epoch"] for h in history["history"]] == [1, 2]
         if label == "lslu":
             assert {"lslu.net.2.theta_0", "lslu.net.2.omega_2", "lslu.net.4.theta_1"} <= set(run.data.metrics)
             assert "evolution/net.2.png" in artifacts(c, run.info.run_id, "evolution")
+        if label != "relu":  # the best trial's evolution, on the activation run
+            best_run = act.data.tags["actstudy.best_trial_run"]
+            assert c.get_run(best_run).data.tags["actstudy.trial_key"] in {t.data.tags["actstudy.trial_key"] for t in trials}
+            assert {"evolution/net.2.png", "evolution/net.2.json"} <= artifacts(c, act.info.run_id, "evolution")
 
 
 def test_diverged_trials_are_kept_and_failed(ray_head, mlflow_server, tmp_path):

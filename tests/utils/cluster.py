@@ -59,7 +59,7 @@ class MultiNodeCluster:
         i = len(self.workers)
         node = WorkerNode(i, free_port(), self.root / f"node{i}-cache")
         node.cache_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "ACTSTUDY_CACHE_DIR": str(node.cache_dir)}
+        env = self.head.env({**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token, "ACTSTUDY_CACHE_DIR": str(node.cache_dir)})
         cmd = [RAY, "start", f"--address={self.head.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",
                f"--node-manager-port={node.manager_port}", f'--resources={{"node{i}": 1}}', "--disable-usage-stats"]
         log = self.root / f"node{i}.log"
