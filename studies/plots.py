@@ -66,14 +66,18 @@ def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
     last = history[-1]["state"]
     channelwise = isinstance(last["left_bound"], list)
     channels = list(range(min(max_channels, len(last["left_bound"])))) if channelwise else [None]
-    fig, axes = plt.subplots(1, len(channels), figsize=(4.2 * len(channels), 3.8), squeeze=False, constrained_layout=True)
+    cols = min(2, len(channels))
+    rows = -(-len(channels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False, constrained_layout=True)
+    for ax in axes.flat[len(channels):]:
+        ax.set_visible(False)
     picks = _epochs_to_draw(len(history))
     cmap = plt.cm.viridis
 
     def at(snap: dict, name: str, ch: int | None) -> float:
         return float(snap[name][ch] if ch is not None else snap[name])
 
-    for ax, ch in zip(axes[0], channels):
+    for ax, ch in zip(axes.flat, channels):
         bounds = [(at(h["state"], "left_bound", ch), at(h["state"], "right_bound", ch)) for h in history]
         lo = min(b[0] for b in bounds)
         hi = max(b[1] for b in bounds)

@@ -98,7 +98,8 @@ def ranking_rows(results: StudyResults) -> list[dict]:
     return rows
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
+    """A table cell: 4 decimals, 3 significant digits below 0.01, '-' for a missing value."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -114,8 +115,8 @@ def ranking_markdown(results: StudyResults) -> str:
         mark = " *" if r["significant"] else ""
         lines.append("| " + " | ".join([
             str(r["rank"]), r["activation"], f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
-            f"[{r['ci95_low']:.4f}, {r['ci95_high']:.4f}]", _fmt(r["diff_vs_baseline"]) + mark, _fmt(r["p_holm"]),
-            _fmt(r["best_lr"]), _fmt(r["best_l2"]),
+            f"[{r['ci95_low']:.4f}, {r['ci95_high']:.4f}]", fmt(r["diff_vs_baseline"]) + mark, fmt(r["p_holm"]),
+            fmt(r["best_lr"]), fmt(r["best_l2"]),
         ]) + " |")
     lines.append("")
     lines.append(f"* significant at α={ALPHA} after Holm correction (paired t-test over shared seeds)")

@@ -102,8 +102,30 @@ def write_activation_run(client: MlflowClient, run_id: str, spec: StudySpec, lab
             plots.save(fig, folder / f"optuna_{kind}.png")
         if any(folder.iterdir()):
             client.log_artifacts(run_id, str(folder), artifact_path="plots")
+    evolution = []
     if best is not None and (trial_run := best_trial_run(client, experiment_id, run_id, best)):
-        _copy_evolution(client, trial_run, run_id)
+        evolution = _copy_evolution(client, trial_run, run_id)
+    plots_logged = [a.path for a in client.list_artifacts(run_id, "plots")]
+    client.set_tag(run_id, NOTE, activation_note(results, label, run_id, evolution, plots_logged))
+
+
+def activation_note(results: StudyResults, label: str, run_id: str, evolution: list[str], plots_logged: list[str]) -> str:
+    """An activation run's description: where it ranks, its numbers, and its figures (evolution first)."""
+    row = next(r for r in report.ranking_rows(results) if r["activation"] == label)
+    lines = [f"## {label}: rank {row['rank']} of {len(results.ranking)}", "",
+             f"Test accuracy {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} over {len(results.seeds)} seeds "
+             f"(95% CI [{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]), with its best setting from the search: "
+             f"lr {report.fmt(row['best_lr'])}, l2 {report.fmt(row['best_l2'])}."]
+    if label != results.baseline:
+        lines.append(f"Against {results.baseline}: Δ {report.fmt(row['diff_vs_baseline'])}, Holm-adjusted p "
+                     f"{report.fmt(row['p_holm'])}{' (significant)' if row['significant'] else ''}.")
+    for path in evolution:
+        lines += ["", f"**How it changed shape while its best trial trained: {path.split('/')[-1][:-4]}**", "",
+                  f"![evolution]({artifact_src(run_id, path)})"]
+    for path in plots_logged:
+        lines += ["", f"**{'Optuna: the search' if 'history' in path else 'Optuna: which parameter mattered'}**", "",
+                  f"![{path}]({artifact_src(run_id, path)})"]
+    return "\n".join(lines)[:7900]
 
 
 def best_trial_run(client: MlflowClient, experiment_id: str, activation_run: str, best: TrialSummary) -> str | None:
@@ -114,14 +136,16 @@ def best_trial_run(client: MlflowClient, experiment_id: str, activation_run: str
     return found[0].info.run_id if found else None
 
 
-def _copy_evolution(client: MlflowClient, source: str, run_id: str) -> None:
-    """A trial's evolution figures and histories (PWLU, LSLU), onto the activation run."""
+def _copy_evolution(client: MlflowClient, source: str, run_id: str) -> list[str]:
+    """A trial's evolution figures and histories (PWLU, LSLU), onto the activation run; the figures' paths."""
     client.set_tag(run_id, "actstudy.best_trial_run", source)
-    if not client.list_artifacts(source, "evolution"):
-        return
+    found = client.list_artifacts(source, "evolution")
+    if not found:
+        return []
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(source, "evolution", tmp)
         client.log_artifacts(run_id, local, artifact_path="evolution")
+    return sorted(a.path for a in found if a.path.endswith(".png"))
 
 
 def write_parent(client: MlflowClient, parent_id: str, experiment_id: str, spec: StudySpec, results: StudyResults,

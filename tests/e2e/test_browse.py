@@ -23,6 +23,7 @@ import pytest
 
 from service.models import StudyResultsPublic
 from studies import report
+from studies.tracking import sanitize
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,7 @@ def stack(tmp_path_factory) -> Stack:
         assert demo.returncode == 0, f"the demo failed:\n{demo.stdout[-4000:]}\n{demo.stderr[-4000:]}"
         url = (data_dir / "serve.url").read_text().strip()
         admin = {"Authorization": f"Bearer {(data_dir / 'admin-token').read_text().strip()}"}
-        studies = httpx.get(f"{url}/api/v1/studies", headers=admin, timeout=30).json()["items"]
+        studies = httpx.get(f"{url}/api/v1/studies", headers=admin, timeout=30).json()["data"]
         assert len(studies) == 1 and studies[0]["status"] == "succeeded", studies
         r = httpx.get(f"{url}/api/v1/studies/{studies[0]['id']}/results", headers=admin, timeout=30)
         s.results = StudyResultsPublic.model_validate(r.json())
@@ -160,10 +161,10 @@ def _open(driver, url: str, shows: str, timeout: float = 60) -> None:
 
     driver.get(url)
     _wait(driver, lambda d: shows in _text(d), repr(shows), timeout)
-    for button in driver.find_elements(By.XPATH, "//button[@aria-label='Close']"):
+    for button in driver.find_elements(By.XPATH, "//button[@aria-label='Close' or @aria-label='Expand description']"):
         try:
-            button.click()
-        except Exception:  # noqa: BLE001 — not every "Close" is clickable; only the panel matters
+            button.click()  # close the assistant; show a run's whole description
+        except Exception:  # noqa: BLE001 — not every such button is clickable; only these two matter
             pass
 
 
@@ -172,6 +173,15 @@ def _images_loaded(driver, src_part: str) -> list[int]:
     return driver.execute_script(
         "return Array.from(document.images).filter(i => i.src.includes(arguments[0]))"
         ".map(i => i.complete ? i.naturalWidth : 0)", src_part)
+
+
+def _expand_study(driver, labels: list[str]) -> None:
+    """Show the activation runs nested beneath the study's run (the UI remembers an earlier expansion)."""
+    from selenium.webdriver.common.by import By
+
+    if not all(label in _text(driver) for label in labels):
+        driver.find_element(By.CSS_SELECTOR, "[role=gridcell] button[data-component-id*='runnamecellrenderer']").click()
+    _wait(driver, lambda d: all(label in _text(d) for label in labels), "the activation runs beneath the study")
 
 
 def _screenshot(driver, path: Path, height: int | None = None) -> None:
@@ -183,7 +193,6 @@ def _screenshot(driver, path: Path, height: int | None = None) -> None:
 
 
 def test_the_experiment_opens_on_its_training_runs(stack, browser, shots):
-    from selenium.webdriver.common.by import By
 
     links = stack.results.mlflow
     assert links.experiment_url and "workflowType=machine_learning" in links.experiment_url
@@ -191,10 +200,7 @@ def test_the_experiment_opens_on_its_training_runs(stack, browser, shots):
     text = _text(browser)
     assert "Run Name" in text and "Traces" not in text.split("Run Name")[0].split("Runs")[-1]
     assert stack.results.name in text  # the study's parent run, the only top-level row
-    # Its activation runs are nested beneath it: expand the parent's row.
-    expander = browser.find_element(By.CSS_SELECTOR, "[role=gridcell] button[data-component-id*='runnamecellrenderer']")
-    expander.click()
-    _wait(browser, lambda d: all(label in _text(d) for label in stack.results.ranking), "the activation runs under the study")
+    _expand_study(browser, stack.results.ranking)
     _screenshot(browser, shots / "experiment-runs.png")
 
 
@@ -203,8 +209,6 @@ def test_the_parent_run_answers_on_its_overview(stack, browser, shots):
 
     results = stack.results
     _open(browser, results.mlflow.parent_run_url, "Description")
-    for more in browser.find_elements(By.XPATH, "//button[@aria-label='Expand description']"):
-        more.click()
     verdict = report.verdict(results)
     _wait(browser, lambda d: "ranks first" in _text(d), "the ranking's headline")
     text = " ".join(_text(browser).split())
@@ -216,24 +220,38 @@ def test_the_parent_run_answers_on_its_overview(stack, browser, shots):
     # The summary figures, embedded from the run's artifacts, load.
     _wait(browser, lambda d: (w := _images_loaded(d, "get-artifact")) and len(w) >= 2 and all(w), "the summary figures")
     # Its metrics chart the comparison: one per statistic and activation.
-    assert f"test_acc_mean/{results.best_activation}" in text
+    assert f"test_acc_mean/{sanitize(results.best_activation)}" in text
     _screenshot(browser, shots / "parent-overview.png", height=2300)
 
 
-def test_an_activation_run_shows_how_pwlu_evolved(stack, browser, shots):
+def test_an_activation_run_shows_how_pwlu_evolved(stack, browser, shots, tmp_path):
+    from mlflow.tracking import MlflowClient
+
     links = stack.results.mlflow
     label = next(label for label in stack.results.ranking if label.startswith("pwlu"))
     run = links.activation_runs[label]
-    base = links.parent_run_url.split("#")[0]
-    page = f"{base}#/experiments/{links.experiment_id}/runs/{run.run_id}/artifacts/evolution/net.2.png?workflowType=machine_learning"
-    _open(browser, page, "net.2.png")
-    _wait(browser, lambda d: (w := _images_loaded(d, "evolution")) and all(w), "the evolution figure")
-    _screenshot(browser, shots / "activation-evolution.png", height=1100)
-    # And the activation's run lists what MLflow's compare view compares on.
-    _open(browser, run.url, "Parameters")
+    figure = MlflowClient(links.tracking_uri).download_artifacts(run.run_id, "evolution/net.2.png", str(tmp_path))
+    width = _png_width(Path(figure))
+    # On its Overview: the description embeds the best trial's evolution, one figure per layer.
+    _open(browser, run.url, "Description")
+    _wait(browser, lambda d: width in _images_loaded(d, "path=evolution/net.2.png"), "the evolution figure on the Overview")
     text = _text(browser)
-    assert "best_lr" in text and "activation.segments" in text
-    _screenshot(browser, shots / "activation-overview.png", height=1800)
+    assert f"{label}: rank {stack.results.rank(label)} of 3" in text
+    assert "best_lr" in text and "activation.segments" in text  # what the compare view compares on
+    _screenshot(browser, shots / "activation-overview.png", height=2000)
+    # And in its artifacts, as a user clicks through to it.
+    base = links.parent_run_url.split("#")[0]
+    _open(browser, f"{base}#/experiments/{links.experiment_id}/runs/{run.run_id}/artifacts/evolution/net.2.png"
+                   "?workflowType=machine_learning", "net.2.png")
+    _wait(browser, lambda d: width in _images_loaded(d, "blob:"), "the evolution figure in the artifact viewer")
+    _screenshot(browser, shots / "activation-evolution.png")
+
+
+def _png_width(path: Path) -> int:
+    """The width in a PNG's header: the figure as drawn, which the browser's image must have."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(head[16:20], "big")
 
 
 def test_activation_runs_compare_in_mlflow_charts(stack, browser, shots):
@@ -241,11 +259,15 @@ def test_activation_runs_compare_in_mlflow_charts(stack, browser, shots):
 
     links = stack.results.mlflow
     _open(browser, links.experiment_url, "matching runs")
-    browser.find_element(By.CSS_SELECTOR, "[role=gridcell] button[data-component-id*='runnamecellrenderer']").click()
-    _wait(browser, lambda d: all(label in _text(d) for label in stack.results.ranking), "the activation runs")
+    _expand_study(browser, stack.results.ranking)
     browser.find_element(By.XPATH, "//label[.//input[@value='CHART']]").click()  # the runs table's chart view
-    _wait(browser, lambda d: "test_acc_mean" in _text(d), "the chart of test_acc_mean")
-    _screenshot(browser, shots / "compare-charts.png", height=1400)
+    search = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "input[placeholder='Search metric charts']"), "the chart search")
+    search[0].send_keys("test_acc_mean")
+    # One chart compares the activation runs (bars per run), beside the study's test_acc_mean/<activation>.
+    _wait(browser, lambda d: "test_acc_mean (" in _text(d) and "best_val_acc (" not in _text(d), "the test_acc_mean charts")
+    titles = [e.text for e in browser.find_elements(By.XPATH, "//*[starts-with(normalize-space(text()), 'test_acc_mean')]")]
+    assert "test_acc_mean" in titles and f"test_acc_mean/{sanitize(stack.results.best_activation)}" in titles, titles
+    _screenshot(browser, shots / "compare-charts.png", height=1300)
 
 
 # --- stopping ------------------------------------------------------------------------------------------

@@ -86,3 +86,44 @@ def test_results_stored_before_typing_still_read():
     old = {"best_params": {}, "best_val_acc": None, "trials": {"diverged": 2},
            "test_acc": {"n": 0, "values": [], "mean": None, "std": None, "ci95": [None, None]}, "vs_baseline": None}
     assert ActivationResult.model_validate(old).best_params is None
+
+
+def _study(vs: dict[str, dict | None], baseline: str = "relu", seeds: int = 3) -> StudyResults:
+    acts = {}
+    for i, (label, test) in enumerate(vs.items()):
+        acts[label] = {"best_params": {"lr": 0.01, "l2": 1e-5}, "best_val_acc": 0.7, "trials": {"completed": 2},
+                       "test_acc": report.summarize([0.7 + 0.01 * i] * seeds), "vs_baseline": test}
+    ranking = report.rank({k: ActivationResult.model_validate(v).test_acc for k, v in acts.items()})
+    return StudyResults(study_id="x", name="cmp", baseline=baseline, seeds=list(range(seeds)), ranking=ranking,
+                        best_activation=ranking[0], activations=acts)
+
+
+def _vs(diff: float, p: float | None) -> dict:
+    return {"mean_diff": diff, "n_pairs": 3, "p_value": p, "p_holm": p, "significant": p is not None and p < report.ALPHA}
+
+
+def test_the_verdict_names_better_worse_indistinguishable_and_untested():
+    results = _study({"relu": None, "telu": _vs(0.05, 0.001), "gelu": _vs(0.01, 0.4), "silu": _vs(0.02, 0.3),
+                      "mish": _vs(-0.04, 0.01), "pwlu": _vs(0.0, None)})
+    v = report.verdict(results)
+    assert v.startswith("Against relu, over 3 seeds (paired t-test on test accuracy, Holm-adjusted, α = 0.05): ")
+    assert "telu is significantly better than relu" in v
+    assert "mish is significantly worse than relu" in v
+    # In rank order, joined as a sentence.
+    assert "silu and gelu are indistinguishable from relu" in v
+    assert "pwlu could not be tested (fewer than two seeds shared with relu)" in v
+    assert report.verdict(_study({"relu": None}, seeds=1)) == "Only the baseline, relu, was compared."
+    assert "over 1 seed (" in report.verdict(_study({"relu": None, "telu": _vs(0.1, None)}, seeds=1))
+
+
+def test_the_study_markdown_leaves_the_spec_out_rather_than_overflow_mlflow():
+    results = _study({"relu": None, "telu": _vs(0.05, 0.001)})
+    md = report.study_markdown(results, "name: cmp\n", [("Test accuracy", "get-artifact?path=plots/a.png&run_uuid=r")],
+                               [("relu's run", "#/experiments/1/runs/r")])
+    assert md.startswith("## cmp: telu ranks first\n") and report.verdict(results) in md
+    assert report.ranking_markdown(results) in md
+    assert "![Test accuracy](get-artifact?path=plots/a.png&run_uuid=r)" in md and "- [relu's run](#/experiments/1/runs/r)" in md
+    assert md.rstrip().endswith("```yaml\nname: cmp\n```")
+    big_spec = "x: " + "y" * 8000
+    short = report.study_markdown(results, big_spec, [], [])
+    assert len(short) <= 7900 and "Study spec" not in short and report.ranking_markdown(results) in short
