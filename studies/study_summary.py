@@ -167,7 +167,7 @@ def write_parent(client: MlflowClient, parent_id: str, experiment_id: str, spec:
              for label, run_id in activation_runs.items()]
     links += [("all runs, to compare (chart view)", f"#/experiments/{experiment_id}/runs{UI_VIEW}"),
               ("results.json, ranking.csv, plots", run_path(experiment_id, parent_id, "artifacts"))]
-    note = report.study_markdown(results, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False),
+    note = report.study_markdown(results, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, default_flow_style=None),
                                  [(title, artifact_src(parent_id, path)) for title, path in figures], links)
     client.log_batch(parent_id, metrics=parent_metrics(results), tags=[RunTag(NOTE, note)])
 
