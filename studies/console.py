@@ -80,6 +80,7 @@ def print_results(console: Console, results: StudyResults) -> None:
     """The ranking, the winner and where to browse the study in MLflow."""
     console.print(ranking_table(results))
     console.print(f"best activation: [bold]{results.best_activation}[/bold]")
+    console.print(report.verdict(results))
     if results.mlflow is not None:
         console.print(f"MLflow, the answer:  {results.mlflow.parent_run_url or results.mlflow.parent_run_id}")
         if results.mlflow.experiment_url:
