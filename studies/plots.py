@@ -48,11 +48,18 @@ def _epochs_to_draw(n: int, most: int = 6) -> list[int]:
     return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
 
 
+def _of_channel(snap: dict, name: str, channel: int | None):
+    """A PWLU snapshot's value for one channel (channel-wise) or the layer's (layer-wise: channel None)."""
+    return snap[name] if channel is None else snap[name][channel]
+
+
 def _pwlu_curve(snap: dict, channel: int | None, xs: torch.Tensor) -> torch.Tensor:
-    pick = (lambda v: v[channel]) if channel is not None else (lambda v: v)
-    lo, hi = float(pick(snap["left_bound"])), float(pick(snap["right_bound"]))
-    kl, kr = float(pick(snap["left_slope"])), float(pick(snap["right_slope"]))
-    pts = torch.tensor(pick(snap["points"]), dtype=torch.float64)
+    def pick(name: str):
+        return _of_channel(snap, name, channel)
+
+    lo, hi = float(pick("left_bound")), float(pick("right_bound"))
+    kl, kr = float(pick("left_slope")), float(pick("right_slope"))
+    pts = torch.tensor(pick("points"), dtype=torch.float64)
     grid = torch.linspace(lo, hi, len(pts), dtype=torch.float64)
     inside = torch.from_numpy(np.interp(xs.numpy(), grid.numpy(), pts.numpy()))
     left = pts[0] + (xs - lo) * kl
@@ -74,11 +81,9 @@ def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
     picks = _epochs_to_draw(len(history))
     cmap = plt.cm.viridis
 
-    def at(snap: dict, name: str, ch: int | None) -> float:
-        return float(snap[name][ch] if ch is not None else snap[name])
-
     for ax, ch in zip(axes.flat, channels):
-        bounds = [(at(h["state"], "left_bound", ch), at(h["state"], "right_bound", ch)) for h in history]
+        bounds = [(float(_of_channel(h["state"], "left_bound", ch)), float(_of_channel(h["state"], "right_bound", ch)))
+                  for h in history]
         lo = min(b[0] for b in bounds)
         hi = max(b[1] for b in bounds)
         margin = 0.25 * (hi - lo)
@@ -86,7 +91,7 @@ def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
         for k, i in enumerate(picks):
             h, color = history[i], cmap(k / max(1, len(picks) - 1))
             ax.plot(xs, _pwlu_curve(h["state"], ch, xs), color=color, lw=1.3, label=f"epoch {h['epoch']}")
-            (b_lo, b_hi), pts = bounds[i], h["state"]["points"][ch] if ch is not None else h["state"]["points"]
+            (b_lo, b_hi), pts = bounds[i], _of_channel(h["state"], "points", ch)
             ax.plot([b_lo, b_hi], [pts[0], pts[-1]], "o", color=color, ms=3.5)
             for b in (b_lo, b_hi):
                 ax.axvline(b, color=color, ls=":", lw=0.8)

@@ -88,12 +88,15 @@ class StudyRuns:
         return {r.data.tags["actstudy.trial_key"]: float(r.data.metrics["test_acc"])
                 for r in found if r.data.tags.get("actstudy.trial_key") and "test_acc" in r.data.metrics}
 
-    def url(self, run_id: str) -> str | None:
-        """The run in the MLflow UI, at the address users reach ($ACTSTUDY_MLFLOW_PUBLIC_URL if set)."""
+    def _ui(self) -> str | None:
+        """The MLflow UI's address as users reach it ($ACTSTUDY_MLFLOW_PUBLIC_URL if set); None if not a server."""
         base = os.environ.get("ACTSTUDY_MLFLOW_PUBLIC_URL") or self.uri
-        if not base.startswith("http"):
-            return None
-        return f"{base.rstrip('/')}/{study_summary.run_path(self.experiment_id, run_id)}"
+        return base.rstrip("/") if base.startswith("http") else None
+
+    def url(self, run_id: str) -> str | None:
+        """The run in the MLflow UI."""
+        ui = self._ui()
+        return ui and f"{ui}/{study_summary.run_path(self.experiment_id, run_id)}"
 
     @property
     def parent_url(self) -> str | None:
@@ -102,8 +105,8 @@ class StudyRuns:
     @property
     def experiment_url(self) -> str | None:
         """The experiment's runs table (with the parent on top) in the MLflow UI."""
-        base = self.url(self.parent_id)
-        return base and base[:base.index("#")] + f"#/experiments/{self.experiment_id}/runs{study_summary.UI_VIEW}"
+        ui = self._ui()
+        return ui and f"{ui}/{study_summary.experiment_path(self.experiment_id)}"
 
     def links(self) -> MlflowLinks:
         return MlflowLinks(tracking_uri=self.uri, experiment_id=self.experiment_id, parent_run_id=self.parent_id,
@@ -114,11 +117,10 @@ class StudyRuns:
                scores: dict[str, dict[int, float]], optuna_studies: dict) -> None:
         """Write the answer where MLflow's UI shows it (`studies.study_summary`) and end the study's runs."""
         c = self.client
-        for label, run_id in self.activation_runs.items():
-            study_summary.write_activation_run(c, run_id, self.spec, label, results, trials[label], best.get(label),
-                                               scores.get(label, {}), optuna_studies.get(label), self.experiment_id)
+        study_summary.write_answer(c, self.experiment_id, self.parent_id, self.activation_runs, self.spec, results, trials,
+                                   best, scores, optuna_studies)
+        for run_id in self.activation_runs.values():
             c.set_terminated(run_id, "FINISHED")
-        study_summary.write_parent(c, self.parent_id, self.experiment_id, self.spec, results, self.activation_runs, best)
         winner = results.best_activation
         c.log_batch(self.parent_id, tags=[RunTag("actstudy.status", "succeeded"), RunTag("best_activation", winner or ""),
                                           RunTag("best_activation_run", self.activation_runs.get(winner, ""))])

@@ -32,15 +32,21 @@ NOTE = "mlflow.note.content"  # MLflow shows this tag as a run's (or experiment'
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # open on the training runs, not GenAI traces
 # The MLflow UI keeps the GenAI/model-training switch in the URL; links to a study say which.
 UI_VIEW = "?workflowType=machine_learning"
-# metric name on the parent (before `/<activation>`) ← column of the ranking table
-PARENT_STATISTICS = {"test_acc_mean": "test_acc_mean", "test_acc_ci95_low": "ci95_low", "test_acc_ci95_high": "ci95_high",
-                     "test_acc_std": "test_acc_std", "best_val_acc": "best_val_acc", "diff_vs_baseline": "diff_vs_baseline",
-                     "p_holm": "p_holm"}
+# metric name ← ranking-table column (report.ranking_rows); the parent logs each as `<name>/<activation>`
+STATISTICS = {"test_acc_mean": "test_acc_mean", "test_acc_ci95_low": "ci95_low", "test_acc_ci95_high": "ci95_high",
+              "test_acc_std": "test_acc_std", "best_val_acc": "best_val_acc", "diff_vs_baseline": "diff_vs_baseline",
+              "p_holm": "p_holm"}
+ACTIVATION_STATISTICS = ("test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high", "best_val_acc")
 
 
 def run_path(experiment_id: str, run_id: str, tab: str = "") -> str:
     """A run's page in the MLflow UI, relative to the UI's root (`#/experiments/…`)."""
     return f"#/experiments/{experiment_id}/runs/{run_id}{'/' + tab if tab else ''}{UI_VIEW}"
+
+
+def experiment_path(experiment_id: str) -> str:
+    """The experiment's runs table in the MLflow UI, relative to the UI's root."""
+    return f"#/experiments/{experiment_id}/runs{UI_VIEW}"
 
 
 def artifact_src(run_id: str, path: str) -> str:
@@ -56,16 +62,17 @@ def running_note(spec: StudySpec, study_id: str) -> str:
             "appear here when it ends; the activation runs below fill in as trials finish.")
 
 
-def parent_metrics(results: StudyResults) -> list[Metric]:
-    """`<statistic>/<activation>` for every statistic that exists (a missing CI or p-value is left out)."""
-    out = []
-    rows = report.ranking_rows(results)
-    for name, column in PARENT_STATISTICS.items():  # by statistic, then by rank: how MLflow lists them
-        for row in rows:
-            value = row[column]
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                out.append(Metric(f"{name}/{sanitize(row['activation'])}", float(value), 0, 0))
-    return out
+def statistics(row: dict) -> dict[str, float]:
+    """A ranking row's statistics that exist, by metric name (a missing CI or p-value is left out)."""
+    return {name: float(row[column]) for name, column in STATISTICS.items()
+            if row[column] is not None and not math.isnan(row[column])}
+
+
+def parent_metrics(rows: list[dict]) -> list[Metric]:
+    """`<statistic>/<activation>`, by statistic, then by rank: how MLflow lists them."""
+    by_label = {row["activation"]: statistics(row) for row in rows}
+    return [Metric(f"{name}/{sanitize(label)}", values[name], 0, 0)
+            for name in STATISTICS for label, values in by_label.items() if name in values]
 
 
 def activation_params(spec: StudySpec, label: str, results: StudyResults) -> list[Param]:
@@ -78,17 +85,27 @@ def activation_params(spec: StudySpec, label: str, results: StudyResults) -> lis
     return [Param(k, str(v)) for k, v in values.items()]
 
 
-def write_activation_run(client: MlflowClient, run_id: str, spec: StudySpec, label: str, results: StudyResults,
-                         trials: list[TrialSummary], best: TrialSummary | None, by_seed: dict[int, float], optuna_study,
-                         experiment_id: str) -> None:
-    a = results.activations[label]
-    t = a.test_acc
-    summary = {"test_acc_mean": t.mean, "test_acc_std": t.std, "test_acc_ci95_low": t.ci95[0],
-               "test_acc_ci95_high": t.ci95[1], "best_val_acc": a.best_val_acc}
-    metrics = [Metric(k, float(v), 0, 0) for k, v in summary.items() if v is not None and v == v]
+def write_answer(client: MlflowClient, experiment_id: str, parent_id: str, activation_runs: dict[str, str], spec: StudySpec,
+                 results: StudyResults, trials: dict[str, list[TrialSummary]], best: dict[str, TrialSummary],
+                 scores: dict[str, dict[int, float]], optuna_studies: dict) -> None:
+    """Everything a finished study writes into its runs, activation runs first, then the parent."""
+    rows = {row["activation"]: row for row in report.ranking_rows(results)}
+    best_runs = {}
+    for label, run_id in activation_runs.items():
+        best_runs[label] = write_activation_run(client, experiment_id, run_id, spec, label, results, rows[label], trials[label],
+                                                best.get(label), scores.get(label, {}), optuna_studies.get(label))
+    write_parent(client, experiment_id, parent_id, activation_runs, spec, results, list(rows.values()), best_runs)
+
+
+def write_activation_run(client: MlflowClient, experiment_id: str, run_id: str, spec: StudySpec, label: str,
+                         results: StudyResults, row: dict, trials: list[TrialSummary], best: TrialSummary | None,
+                         by_seed: dict[int, float], optuna_study) -> str | None:
+    """Its params, metrics, plots, the best trial's evolution and its description; the best trial's run id."""
+    metrics = [Metric(k, v, 0, 0) for k, v in statistics(row).items() if k in ACTIVATION_STATISTICS]
     metrics += [Metric("test_acc", float(acc), 0, seed) for seed, acc in sorted(by_seed.items())]
     client.log_batch(run_id, metrics=metrics, params=activation_params(spec, label, results),
-                     tags=[RunTag("actstudy.rank", str(results.rank(label)))])
+                     tags=[RunTag("actstudy.rank", str(row["rank"]))])
+    a = results.activations[label]
     client.log_dict(run_id, {"summary": a.plain(), "trials": [x.plain() for x in trials]}, "activation_summary.json")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "plots"
@@ -100,18 +117,17 @@ def write_activation_run(client: MlflowClient, run_id: str, spec: StudySpec, lab
                 log.info("no optuna %s plot for %s: %s", kind, label, exc)
                 continue
             plots.save(fig, folder / f"optuna_{kind}.png")
-        if any(folder.iterdir()):
+        optuna_plots = sorted(f"plots/{f.name}" for f in folder.iterdir())
+        if optuna_plots:
             client.log_artifacts(run_id, str(folder), artifact_path="plots")
-    evolution = []
-    if best is not None and (trial_run := best_trial_run(client, experiment_id, run_id, best)):
-        evolution = _copy_evolution(client, trial_run, run_id)
-    plots_logged = [a.path for a in client.list_artifacts(run_id, "plots")]
-    client.set_tag(run_id, NOTE, activation_note(results, label, run_id, evolution, plots_logged))
+    trial_run = best_trial_run(client, experiment_id, run_id, best) if best is not None else None
+    evolution = _copy_evolution(client, trial_run, run_id) if trial_run else []
+    client.set_tag(run_id, NOTE, activation_note(results, label, row, run_id, evolution, optuna_plots))
+    return trial_run
 
 
-def activation_note(results: StudyResults, label: str, run_id: str, evolution: list[str], plots_logged: list[str]) -> str:
+def activation_note(results: StudyResults, label: str, row: dict, run_id: str, evolution: list[str], optuna_plots: list[str]) -> str:
     """An activation run's description: where it ranks, its numbers, and its figures (evolution first)."""
-    row = next(r for r in report.ranking_rows(results) if r["activation"] == label)
     lines = [f"## {label}: rank {row['rank']} of {len(results.ranking)}", "",
              f"Test accuracy {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} over {len(results.seeds)} seeds "
              f"(95% CI [{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]), with its best setting from the search: "
@@ -122,7 +138,7 @@ def activation_note(results: StudyResults, label: str, run_id: str, evolution: l
     for path in evolution:
         lines += ["", f"**How it changed shape while its best trial trained: {path.split('/')[-1][:-4]}**", "",
                   f"![evolution]({artifact_src(run_id, path)})"]
-    for path in plots_logged:
+    for path in optuna_plots:
         lines += ["", f"**{'Optuna: the search' if 'history' in path else 'Optuna: which parameter mattered'}**", "",
                   f"![{path}]({artifact_src(run_id, path)})"]
     return "\n".join(lines)[:7900]
@@ -148,8 +164,8 @@ def _copy_evolution(client: MlflowClient, source: str, run_id: str) -> list[str]
     return sorted(a.path for a in found if a.path.endswith(".png"))
 
 
-def write_parent(client: MlflowClient, parent_id: str, experiment_id: str, spec: StudySpec, results: StudyResults,
-                 activation_runs: dict[str, str], best: dict[str, TrialSummary]) -> None:
+def write_parent(client: MlflowClient, experiment_id: str, parent_id: str, activation_runs: dict[str, str], spec: StudySpec,
+                 results: StudyResults, rows: list[dict], best_runs: dict[str, str | None]) -> None:
     """The ranking files, the summary figures, the `<statistic>/<activation>` metrics and the description."""
     client.log_text(parent_id, results.model_dump_json(indent=2), "results.json")
     client.log_text(parent_id, report.ranking_markdown(results), "ranking.md")
@@ -158,25 +174,17 @@ def write_parent(client: MlflowClient, parent_id: str, experiment_id: str, spec:
     with tempfile.TemporaryDirectory() as tmp:
         plots.save(plots.plot_test_accuracy(results), Path(tmp) / "test_acc_ci.png")
         figures.append(("Test accuracy: mean and 95% CI per activation, seeds as dots", "plots/test_acc_ci.png"))
-        curves = best_val_curves(client, experiment_id, activation_runs, best)
+        # val_acc per epoch of each activation's best search trial
+        curves = {label: sorted((m.step, m.value) for m in client.get_metric_history(run, "val_acc"))
+                  for label, run in best_runs.items() if run}
         if curves:
             plots.save(plots.plot_val_curves(curves), Path(tmp) / "best_val_curves.png")
             figures.append(("Validation accuracy per epoch of each activation's best search trial", "plots/best_val_curves.png"))
         client.log_artifacts(parent_id, tmp, artifact_path="plots")
     links = [(f"{label}: its trials, seeds, Optuna plots and evolution", run_path(experiment_id, run_id))
              for label, run_id in activation_runs.items()]
-    links += [("all runs, to compare (chart view)", f"#/experiments/{experiment_id}/runs{UI_VIEW}"),
+    links += [("all runs, to compare (chart view)", experiment_path(experiment_id)),
               ("results.json, ranking.csv, plots", run_path(experiment_id, parent_id, "artifacts"))]
     note = report.study_markdown(results, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False, default_flow_style=None),
                                  [(title, artifact_src(parent_id, path)) for title, path in figures], links)
-    client.log_batch(parent_id, metrics=parent_metrics(results), tags=[RunTag(NOTE, note)])
-
-
-def best_val_curves(client: MlflowClient, experiment_id: str, activation_runs: dict[str, str],
-                    best: dict[str, TrialSummary]) -> dict[str, list[tuple[int, float]]]:
-    """val_acc per epoch of each activation's best search trial."""
-    curves = {}
-    for label, run_id in activation_runs.items():
-        if label in best and (trial_run := best_trial_run(client, experiment_id, run_id, best[label])):
-            curves[label] = sorted((m.step, m.value) for m in client.get_metric_history(trial_run, "val_acc"))
-    return curves
+    client.log_batch(parent_id, metrics=parent_metrics(rows), tags=[RunTag(NOTE, note)])
