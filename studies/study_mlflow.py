@@ -115,12 +115,11 @@ class StudyRuns:
 
     def finish(self, results: StudyResults, trials: dict[str, list[TrialSummary]], best: dict[str, TrialSummary],
                scores: dict[str, dict[int, float]], optuna_studies: dict) -> None:
-        """Write the answer where MLflow's UI shows it (`studies.study_summary`) and end the study's runs."""
+        """Write the answer where MLflow's UI shows it (`studies.study_summary`, which ends the activation runs as
+        it writes them) and end the parent."""
         c = self.client
         study_summary.write_answer(c, self.experiment_id, self.parent_id, self.activation_runs, self.spec, results, trials,
                                    best, scores, optuna_studies)
-        for run_id in self.activation_runs.values():
-            c.set_terminated(run_id, "FINISHED")
         winner = results.best_activation
         c.log_batch(self.parent_id, tags=[RunTag("actstudy.status", "succeeded"), RunTag("best_activation", winner or ""),
                                           RunTag("best_activation_run", self.activation_runs.get(winner, ""))])

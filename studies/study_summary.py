@@ -88,12 +88,14 @@ def activation_params(spec: StudySpec, label: str, results: StudyResults) -> lis
 def write_answer(client: MlflowClient, experiment_id: str, parent_id: str, activation_runs: dict[str, str], spec: StudySpec,
                  results: StudyResults, trials: dict[str, list[TrialSummary]], best: dict[str, TrialSummary],
                  scores: dict[str, dict[int, float]], optuna_studies: dict) -> None:
-    """Everything a finished study writes into its runs, activation runs first, then the parent."""
+    """Everything a finished study writes into its runs: each activation run, ended as soon as it is written,
+    then the parent (which the caller ends)."""
     rows = {row["activation"]: row for row in report.ranking_rows(results)}
     best_runs = {}
     for label, run_id in activation_runs.items():
         best_runs[label] = write_activation_run(client, experiment_id, run_id, spec, label, results, rows[label], trials[label],
                                                 best.get(label), scores.get(label, {}), optuna_studies.get(label))
+        client.set_terminated(run_id, "FINISHED")
     write_parent(client, experiment_id, parent_id, activation_runs, spec, results, list(rows.values()), best_runs)
 
 
