@@ -175,12 +175,25 @@ def _images_loaded(driver, src_part: str) -> list[int]:
         ".map(i => i.complete ? i.naturalWidth : 0)", src_part)
 
 
+EXPANDER = "[role=gridcell] button[data-component-id*='runnamecellrenderer']"
+
+
+def _open_runs(driver, url: str) -> None:
+    """The experiment's runs table as a first visit shows it: the UI keeps which rows were expanded in the
+    browser's storage, so an earlier test's expansion is forgotten first (a click would collapse it)."""
+    _open(driver, url, "matching runs")
+    driver.execute_script("window.localStorage.clear(); window.sessionStorage.clear();")
+    driver.refresh()
+    _open(driver, url, "matching runs")
+
+
 def _expand_study(driver, labels: list[str]) -> None:
-    """Show the activation runs nested beneath the study's run (the UI remembers an earlier expansion)."""
+    """Show the activation runs nested beneath the study's run."""
     from selenium.webdriver.common.by import By
 
+    expander = _wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, EXPANDER), "the study's row")[0]
     if not all(label in _text(driver) for label in labels):
-        driver.find_element(By.CSS_SELECTOR, "[role=gridcell] button[data-component-id*='runnamecellrenderer']").click()
+        expander.click()
     _wait(driver, lambda d: all(label in _text(d) for label in labels), "the activation runs beneath the study")
 
 
@@ -196,7 +209,7 @@ def test_the_experiment_opens_on_its_training_runs(stack, browser, shots):
 
     links = stack.results.mlflow
     assert links.experiment_url and "workflowType=machine_learning" in links.experiment_url
-    _open(browser, links.experiment_url, "matching runs")
+    _open_runs(browser, links.experiment_url)
     text = _text(browser)
     assert "Run Name" in text and "Traces" not in text.split("Run Name")[0].split("Runs")[-1]
     assert stack.results.name in text  # the study's parent run, the only top-level row
@@ -258,7 +271,7 @@ def test_activation_runs_compare_in_mlflow_charts(stack, browser, shots):
     from selenium.webdriver.common.by import By
 
     links = stack.results.mlflow
-    _open(browser, links.experiment_url, "matching runs")
+    _open_runs(browser, links.experiment_url)
     _expand_study(browser, stack.results.ranking)
     browser.find_element(By.XPATH, "//label[.//input[@value='CHART']]").click()  # the runs table's chart view
     search = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "input[placeholder='Search metric charts']"), "the chart search")
