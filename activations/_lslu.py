@@ -35,7 +35,7 @@ class LSLU(nn.Module):
             self.weight = nn.Parameter(torch.empty(num_features, 1, *size))
             nn.init.trunc_normal_(self.weight, std=0.02)  # as the official code
         self.bn = nn.BatchNorm1d(num_features, eps=eps) if spatial_dims < 2 else nn.BatchNorm2d(num_features, eps=eps)
-        self._fused: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.fused = False
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, spatial_dims={self.spatial_dims}, terms={self.terms}"
@@ -49,9 +49,8 @@ class LSLU(nn.Module):
         for i in range(self.terms):
             x = torch.addcmul(self.omega[i], F.relu(x), self.theta[i])
         x = F.relu(x)
-        if self._fused is not None:
-            weight, bias = self._fused
-            return self._mix(x, weight, bias)
+        if self.fused and not self.training:
+            return self._mix(x, *self._fused_kernel())
         return self.bn(self._mix(x, self.weight, None))
 
     def _mix(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -60,15 +59,25 @@ class LSLU(nn.Module):
             return y if bias is None else y + bias
         return _CONV[self.spatial_dims](x, weight, bias, padding=self.terms, groups=self.num_features)
 
-    @torch.no_grad()
     def fuse(self) -> "LSLU":
-        """Fold the BatchNorm's running statistics into the kernel and a bias, for inference."""
+        """Inference with the BatchNorm folded into the kernel and a bias (one pass instead of two); eval mode.
+
+        The folded kernel is derived from the weights and running statistics at each call (a few ops on C
+        numbers), not stored: it moves with `.to()`, follows `load_state_dict`, and the state_dict stays
+        that of the unfused module. `train()` leaves the fused path."""
+        self.fused = True
+        return self.eval()
+
+    def train(self, mode: bool = True) -> "LSLU":
+        if mode:
+            self.fused = False
+        return super().train(mode)
+
+    def _fused_kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
         bn = self.bn
         scale = bn.weight / (bn.running_var + bn.eps).sqrt()
         weight = self.weight * scale.view(-1, *([1] * (self.weight.dim() - 1)))
-        bias = bn.bias - bn.running_mean * scale
-        self._fused = (weight.clone(), bias.clone())
-        return self.eval()
+        return weight, bn.bias - bn.running_mean * scale
 
     def state_snapshot(self) -> dict:
         """θ and ω of the series, as lists of plain floats."""

@@ -284,7 +284,9 @@ class PWLU(nn.Module):
         dims = [d for d in range(x.dim()) if not (self.channelwise and d == 1)]
         if x.numel() == 0:
             return
-        var, mean = torch.var_mean(x.float(), dim=dims, unbiased=False)
+        # Half inputs are summed in float32; float64 keeps its precision (a large mean over a small spread).
+        stats_input = x if x.dtype == torch.float64 else x.float()
+        var, mean = torch.var_mean(stats_input, dim=dims, unbiased=False)
         # Back to the buffers' dtype: lerp_ refuses mixed dtypes once the module is .double()/.half().
         var, mean = var.to(self.running_var.dtype), mean.to(self.running_mean.dtype)
         if self._steps == 0:

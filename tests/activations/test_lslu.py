@@ -187,3 +187,52 @@ def test_state_dict_round_trip_includes_running_statistics(spatial_dims):
     assert fresh.state_snapshot() == trained.state_snapshot()
     x = torch.randn(SHAPES[spatial_dims])
     assert torch.equal(fresh.eval()(x), trained.eval()(x))
+
+
+def _trained_and_fused(spatial_dims: int) -> tuple[LSLU, LSLU]:
+    """A module whose running statistics moved, fused, and an unfused copy in eval mode."""
+    module = _randomise(LSLU(num_features=C, spatial_dims=spatial_dims))
+    for _ in range(4):
+        module(3 * torch.randn((8,) + SHAPES[spatial_dims][1:]) + 1.0)
+    unfused = copy.deepcopy(module).eval()
+    return module.fuse(), unfused
+
+
+@pytest.mark.parametrize("spatial_dims", SPATIAL)
+def test_fused_module_moves_between_dtypes(spatial_dims):
+    fused, unfused = _trained_and_fused(spatial_dims)
+    x = torch.randn(SHAPES[spatial_dims], dtype=torch.float64)
+    y = fused.double()(x)  # raised before: the fused tensors stayed float32
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, unfused.double()(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("spatial_dims", SPATIAL)
+def test_fused_module_state_dict_reproduces_its_output(spatial_dims):
+    fused, _ = _trained_and_fused(spatial_dims)
+    x = torch.randn(SHAPES[spatial_dims])
+    fresh = LSLU(num_features=C, spatial_dims=spatial_dims)
+    fresh.load_state_dict(fused.state_dict())
+    torch.testing.assert_close(fresh.fuse()(x), fused(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("spatial_dims", SPATIAL)
+def test_loading_weights_into_a_fused_module_takes_effect(spatial_dims):
+    fused, _ = _trained_and_fused(spatial_dims)
+    other = _randomise(LSLU(num_features=C, spatial_dims=spatial_dims))
+    with torch.no_grad():
+        other.bn.running_mean.fill_(0.7)
+        other.weight.mul_(-2.0)
+    fused.load_state_dict(other.state_dict())
+    x = torch.randn(SHAPES[spatial_dims])
+    torch.testing.assert_close(fused(x), other.eval()(x), rtol=1e-5, atol=1e-5)  # no stale fused kernel
+
+
+@pytest.mark.parametrize("spatial_dims", SPATIAL)
+def test_train_mode_leaves_the_fused_path(spatial_dims):
+    fused, _ = _trained_and_fused(spatial_dims)
+    steps = int(fused.bn.num_batches_tracked)
+    fused.train()
+    assert not fused.fused
+    fused(torch.randn(SHAPES[spatial_dims]) + 2.0)
+    assert int(fused.bn.num_batches_tracked) == steps + 1  # BatchNorm in training mode again

@@ -166,6 +166,24 @@ def test_phase1_runs_in_double_and_half_buffers():
         assert module.points.dtype == dtype and torch.isfinite(module.points).all()
 
 
+def test_phase1_statistics_of_a_float64_input_are_float64():
+    # A large offset with a small spread: in float32 (as before) 1e8 + 1e-3·z rounds to 1e8 and the variance is 0.
+    module = PWLU(num_features=C, stats_steps=5).double()
+    x = 1e8 + 1e-3 * torch.randn(16, C, 4, dtype=torch.float64)
+    module(x)
+    var, mean = torch.var_mean(x, dim=(0, 2), unbiased=False)
+    torch.testing.assert_close(module.running_mean, mean, rtol=1e-15, atol=0)
+    torch.testing.assert_close(module.running_var, var, rtol=1e-9, atol=0)
+
+
+def test_phase1_statistics_of_a_half_input_are_taken_in_float32():
+    module = PWLU(num_features=C, stats_steps=5)
+    x = (300 + 0.5 * torch.randn(64, C, 8)).to(torch.float16)
+    module(x)
+    var, mean = torch.var_mean(x.float(), dim=(0, 2), unbiased=False)
+    torch.testing.assert_close(module.running_var, var, rtol=1e-5, atol=0)
+
+
 # ---------------------------------------------------------------- realignment
 
 
