@@ -19,10 +19,11 @@ _TANH_1 = math.tanh(1.0)
 
 
 def _telu_slope(x: torch.Tensor) -> torch.Tensor:
-    """dTeLU/dx = tanh(eˣ) + x·(eˣ·sech²(eˣ)); the bracket (≤ 0.45) is formed before x multiplies it."""
+    """dTeLU/dx = tanh(eˣ) + x·(eˣ·sech²(eˣ)); the bracket (≤ 0.45) is formed before x multiplies it.
+    x is clamped where the bracket is exactly 0 (and ±inf to finite), so that ±inf never meets that 0."""
     e = torch.exp(x.clamp(max=_EXP_CLAMP))
     t = torch.tanh(e)
-    return t + x * (e * (1 - t * t))
+    return t + x.clamp(min=-torch.finfo(x.dtype).max, max=_EXP_CLAMP) * (e * (1 - t * t))
 
 
 class _TeLUFunction(torch.autograd.Function):
@@ -33,8 +34,8 @@ class _TeLUFunction(torch.autograd.Function):
     Speed: both passes walk the tensor in blocks whose temporaries live in a few reused buffers
     (float32 for half inputs), which on a CPU costs a fraction of the same ops over the whole tensor,
     and the backward takes tanh(eˣ) = y / x from the saved output instead of a second tanh (the
-    slowest op here; at x = 0, and for a half y within twice its smallest normal number of 0, where
-    y is subnormal, tanh(e⁰) instead) and sech²(eˣ) from e^(−2eˣ), which is more accurate than
+    slowest op here; tanh(e⁰) where |x| is within twice the smallest normal number of 0, where y is
+    subnormal, and 1 past the point where tanh(eˣ) rounds to 1, +inf included) and sech²(eˣ) from e^(−2eˣ), which is more accurate than
     1 − tanh²(eˣ) too. Saved: x and y (the output, which the next layer usually keeps alive anyway).
     A backward that must itself be differentiable (create_graph=True) uses the formulas as plain ops."""
 
@@ -49,8 +50,9 @@ class _TeLUFunction(torch.autograd.Function):
         x, y = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: the backward must be differentiable
             return grad * _telu_slope(x)
-        near_zero = 2 * torch.finfo(y.dtype).tiny if y.dtype in (torch.float16, torch.bfloat16) else None
-        # e^(−2eˣ) stays normal up to x = ln(−ln(tiny)/2): 3.77 in float32, 5.87 in float64.
+        near_zero = 2 * torch.finfo(y.dtype).tiny  # |x| below it: y is subnormal (or 0), y / x imprecise
+        # e^(−2eˣ) stays normal up to x = ln(−ln(tiny)/2): 3.77 in float32, 5.87 in float64, where tanh(eˣ)
+        # is 1 in the dtype.
         bracket_clamp = math.log(-math.log(torch.finfo(_compute_dtype(x.dtype)).tiny) / 2) - 0.01
         return _blockwise(
             lambda xb, yb, gb, out, work: _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp),
@@ -62,22 +64,25 @@ class _TeLUFunction(torch.autograd.Function):
 
 def _value_block(xb, out, work):
     t = torch.clamp(xb, max=_EXP_CLAMP, out=work(0)).exp_().tanh_()
-    torch.mul(xb, t, out=out)
+    # −inf·tanh(e^−inf) would be −inf·0: x is clamped to the dtype's finite range below, so the limit 0 comes out.
+    torch.mul(torch.clamp(xb, min=-torch.finfo(xb.dtype).max, out=work(1)), t, out=out)
 
 
 def _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp):
     # x·eˣ·sech²(eˣ) = 4·x·eˣ·u/(1 + u)² with u = e^(−2eˣ) ∈ (0, 1]: no cancellation, unlike 1 − tanh²(eˣ)
     # near 1. Past x = bracket_clamp the term is below the dtype's precision; clamping x there keeps u
     # a normal number (subnormal arithmetic is many times slower) and the term ~0 even for x = 3e38.
-    xc = torch.clamp(xb, max=bracket_clamp, out=work(0))
+    # −inf is clamped to the dtype's finite range, where the term is 0 too.
+    xc = torch.clamp(xb, min=-torch.finfo(xb.dtype).max, max=bracket_clamp, out=work(0))
     e = torch.exp(xc, out=work(1))
     u = torch.mul(e, -2.0, out=work(2)).exp_()
     u.div_(torch.add(u, 1.0, out=work(3)).square_()).mul_(e)
     t = torch.div(yb, xb, out=work(1))  # tanh(eˣ), to the precision of y
-    if near_zero is None:
-        t.nan_to_num_(nan=_TANH_1)  # x = 0: tanh(e⁰)
-    else:  # y was rounded to a half type: within near_zero of 0 it is subnormal, and tanh(e⁰) is exact there
-        t.masked_fill_(torch.lt(torch.abs(xb, out=work(3)), near_zero, out=work("mask", torch.bool)), _TANH_1)
+    mask = work("mask", torch.bool)
+    # Where y / x fails: within near_zero of 0 (x = 0, or y subnormal) tanh(e⁰) is exact to the dtype's
+    # precision; past bracket_clamp (+inf included, where y / x = inf / inf) tanh(eˣ) is 1 in the dtype.
+    t.masked_fill_(torch.lt(torch.abs(xb, out=work(3)), near_zero, out=mask), _TANH_1)
+    t.masked_fill_(torch.gt(xb, bracket_clamp, out=mask), 1.0)
     torch.mul(gb, torch.addcmul(t, u, xc, value=4.0, out=t), out=out)
 
 

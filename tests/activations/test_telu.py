@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
@@ -98,3 +100,37 @@ def test_gradcheck_float64():
     x.requires_grad_()
     assert gradcheck(telu, (x,))
     assert gradgradcheck(telu, (x,))
+
+
+# Edge cases found against independent code (issue 10): each failed before the fix.
+
+ALL_FLOATS = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", ALL_FLOATS, ids=str)
+def test_infinities_take_the_limits(dtype):
+    # TeLU(x) → x and TeLU'(x) → 1 as x → +inf; TeLU(x) → 0 and TeLU'(x) → 0 as x → −inf.
+    x = torch.tensor([float("inf"), float("-inf")], dtype=dtype, requires_grad=True)
+    y = telu(x)
+    y.backward(torch.ones_like(y))
+    assert y[0].item() == float("inf") and y[1].item() == 0.0
+    assert x.grad.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", ALL_FLOATS, ids=str)
+def test_nan_propagates_without_spoiling_its_neighbours(dtype):
+    x = torch.tensor([float("nan"), 1.0, -1.0], dtype=dtype, requires_grad=True)
+    y = telu(x)
+    y.backward(torch.ones_like(y))
+    assert torch.isnan(y[0]) and torch.isnan(x.grad[0])
+    assert torch.isfinite(y[1:]).all() and torch.isfinite(x.grad[1:]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_gradient_exact_at_subnormal_inputs(dtype):
+    # At subnormal x the slope is tanh(e⁰) = tanh(1) to far below the dtype's precision.
+    tiny = torch.finfo(dtype).tiny
+    x = torch.tensor([tiny / 2, tiny / 8, tiny / 1024, -tiny / 3, -tiny / 700, tiny * 0.9], dtype=dtype, requires_grad=True)
+    assert (x.abs() < tiny).all() and (x != 0).all()
+    telu(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full_like(x, math.tanh(1.0)), rtol=4 * torch.finfo(dtype).eps, atol=0)
