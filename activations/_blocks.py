@@ -46,3 +46,12 @@ class Workspace:
             strides[d] = step
             step *= like.shape[d]
         return self.flat(key, dtype, step).as_strided(like.shape, strides)
+
+
+def flat_in_memory_order(t: torch.Tensor) -> torch.Tensor | None:
+    """A 1-D view of t in memory order when t is dense (contiguous, channels-last, …), else None."""
+    if t.is_contiguous():
+        return t.view(-1)
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
+    permuted = t.permute(order)
+    return permuted.view(-1) if permuted.is_contiguous() else None

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from activations._blocks import Workspace, block_size
+from activations import _native
+from activations._blocks import Workspace, block_size, flat_in_memory_order
 
 _MIN_WIDTH = 1e-3  # realigned bounds never collapse: a constant input would otherwise give B_L == B_R
 _STD_EPS = 1e-5
@@ -74,6 +75,7 @@ class _SegmentLookup(torch.autograd.Function):
     def backward(ctx, grad):
         if grad is None:
             return (None,) * 7
+        _refuse_create_graph()
         x, segments, lo, inv_width, slope = ctx.saved_tensors
         n, channels, channelwise = ctx.n_segments, lo.numel(), ctx.channelwise
         dtype = slope.dtype
@@ -127,6 +129,73 @@ class _SegmentLookup(torch.autograd.Function):
         )
 
 
+def _eager_phase2(x, left_bound, right_bound, points, left_slope, right_slope, channelwise):
+    """Phase II PWLU in eager ops: line tables built with autograd, then `_SegmentLookup`."""
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    n = points.shape[1] - 1
+    lo, inv_width, intercept, slope = _line_tables(left_bound, right_bound, points, left_slope, right_slope, dtype)
+    return _SegmentLookup.apply(x, lo, inv_width, intercept, slope, n, channelwise)
+
+
+def _line_tables(left_bound, right_bound, points, left_slope, right_slope, dtype):
+    """Per-channel line tables (flattened) over segments: left tail, N intervals, right tail."""
+    n = points.shape[1] - 1
+    width = (right_bound - left_bound).clamp(min=_MIN_WIDTH)
+    step = width / n
+    y = points
+    j = torch.arange(n, device=y.device, dtype=y.dtype)
+    s_mid = y[:, 1:] - y[:, :-1]
+    a_mid = y[:, :-1] - j * s_mid
+    s_left, s_right = left_slope * step, right_slope * step
+    a_left, a_right = y[:, 0], y[:, n] - n * s_right
+    intercept = torch.cat([a_left[:, None], a_mid, a_right[:, None]], dim=1)
+    slope = torch.cat([s_left[:, None], s_mid, s_right[:, None]], dim=1)
+    return left_bound.to(dtype), (n / width).to(dtype), intercept.reshape(-1).to(dtype), slope.reshape(-1).to(dtype)
+
+
+class _PWLUNative(torch.autograd.Function):
+    """The whole Phase II PWLU in the fused CPU kernels (activations/csrc/kernels.cpp): the line tables are
+    built from the parameters inside the kernel and the backward maps the per-segment sums G₀, G₁ onto
+    the parameters itself, so a call is two kernel launches however small the input (the eager path needs
+    dozens of small ops for the tables, which dominate at MLP sizes). Saved: the input and the parameters;
+    the segment of each element is recomputed in the backward."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, left_bound, right_bound, points, left_slope, right_slope = ctx.saved_tensors
+        channels, channelwise = points.shape[0], ctx.channelwise
+        _refuse_create_graph()
+        source, x3 = _arranged(x, channels, channelwise)
+        g3 = _view3(grad, channels, channelwise)
+        if g3 is None or g3.stride() != x3.stride() or grad.dtype != x.dtype:
+            g3 = _view3(torch.empty_like(source).copy_(grad), channels, channelwise)
+        grad_x = torch.empty_like(source)
+        grads = _native.ops().pwlu_backward(
+            g3, x3, _view3(grad_x, channels, channelwise), left_bound, right_bound, points, left_slope, right_slope, _MIN_WIDTH
+        )
+        return (grad_x, *grads, None)
+
+    @staticmethod
+    def forward(ctx, x, left_bound, right_bound, points, left_slope, right_slope, channelwise):
+        channels = points.shape[0]
+        source, x3 = _arranged(x, channels, channelwise)
+        y = torch.empty_like(source)
+        _native.ops().pwlu_forward(x3, _view3(y, channels, channelwise), left_bound, right_bound, points, left_slope, right_slope, _MIN_WIDTH)
+        ctx.save_for_backward(source, left_bound, right_bound, points, left_slope, right_slope)
+        ctx.channelwise = channelwise
+        return y
+
+
+def _refuse_create_graph() -> None:
+    if torch.is_grad_enabled():  # the backward runs with grad mode on only under create_graph=True
+        raise RuntimeError("pwlu: second derivatives (backward with create_graph=True) are not supported")
+
+
+# The fused kernels keep per-thread (G₀, G₁) sums of channels × (segments + 2) entries: beyond this the
+# eager path, whose sums are per block, is the better fit.
+_NATIVE_MAX_TABLE = 1 << 16
+
+
 def _segment_dtype(n_segments: int) -> torch.dtype:
     return torch.uint8 if n_segments + 2 <= 256 else torch.int16 if n_segments + 2 <= 2**15 else torch.int32
 
@@ -151,10 +220,11 @@ def _view3(t, channels, channelwise):
     """t as a (P, C, L) view in which each run along L shares one channel, or None when t's layout has none.
 
     Contiguous (B, C, …) gives (B, C, ∏…); a (B, C) matrix and a channels-last tensor give (1, C, B·∏…)
-    with the channel the fast dimension; layer-wise, any contiguous tensor gives (1, 1, numel).
+    with the channel the fast dimension; layer-wise, any dense tensor gives (1, 1, numel) in memory order.
     """
     if not channelwise:
-        return t.view(1, 1, -1) if t.is_contiguous() else None
+        flat = flat_in_memory_order(t)
+        return None if flat is None else flat.view(1, 1, -1)
     if t.is_contiguous():
         rest = math.prod(t.shape[2:])
         if rest > 1:
@@ -255,29 +325,12 @@ class PWLU(nn.Module):
             if self.training:
                 self._collect(x.detach())
             return F.relu(x)
-        dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        lo, inv_width, intercept, slope = self._tables(dtype)
-        return _SegmentLookup.apply(x, lo, inv_width, intercept, slope, self.segments, self.channelwise)
+        if x.dtype == self.points.dtype and self.channels * (self.segments + 2) <= _NATIVE_MAX_TABLE and _native.supports(x):
+            return _PWLUNative.apply(x, *self._phase2_parameters(), self.channelwise)
+        return _eager_phase2(x, *self._phase2_parameters(), self.channelwise)
 
-    def _tables(self, dtype: torch.dtype):
-        """Per-channel line tables (flattened) over segments: left tail, N intervals, right tail."""
-        n = self.segments
-        width = (self.right_bound - self.left_bound).clamp(min=_MIN_WIDTH)
-        step = width / n
-        y = self.points
-        j = torch.arange(n, device=y.device, dtype=y.dtype)
-        s_mid = y[:, 1:] - y[:, :-1]
-        a_mid = y[:, :-1] - j * s_mid
-        s_left, s_right = self.left_slope * step, self.right_slope * step
-        a_left, a_right = y[:, 0], y[:, n] - n * s_right
-        intercept = torch.cat([a_left[:, None], a_mid, a_right[:, None]], dim=1)
-        slope = torch.cat([s_left[:, None], s_mid, s_right[:, None]], dim=1)
-        return (
-            self.left_bound.to(dtype),
-            (n / width).to(dtype),
-            intercept.reshape(-1).to(dtype),
-            slope.reshape(-1).to(dtype),
-        )
+    def _phase2_parameters(self):
+        return self.left_bound, self.right_bound, self.points, self.left_slope, self.right_slope
 
     @torch.no_grad()
     def _collect(self, x: torch.Tensor) -> None:

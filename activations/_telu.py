@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from activations._blocks import Workspace, block_size
+from activations import _native
+from activations._blocks import Workspace, block_size, flat_in_memory_order
 
 # tanh(e^x) == 1 exactly in float64 (and every narrower type) once x >= 10, and the derivative term
 # x·e^x·sech²(e^x) underflows to 0 there. Clamping exp's argument keeps e^x finite (float16 overflows
@@ -88,19 +89,19 @@ def _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp):
 
 def _blockwise(kernel, x, *others):
     """kernel(x block, other blocks…, out block, work) over x in memory order; out has x's layout."""
-    x_flat = _flat(x)
+    x_flat = flat_in_memory_order(x)
     if x_flat is None:
         x = x.contiguous()
         x_flat = x.view(-1)
     flats = []
     for t in others:
-        flat = _flat(t) if t.stride() == x.stride() else None
-        flats.append(flat if flat is not None else _flat(torch.empty_like(x).copy_(t)))  # e.g. a sum()'s expanded grad
+        flat = flat_in_memory_order(t) if t.stride() == x.stride() else None
+        flats.append(flat if flat is not None else flat_in_memory_order(torch.empty_like(x).copy_(t)))  # e.g. a sum()'s expanded grad
     dtype = _compute_dtype(x.dtype)
     block = block_size(x.device)
     workspace = Workspace(x.device)
     out = torch.empty_like(x)
-    out_flat = _flat(out)
+    out_flat = flat_in_memory_order(out)
     for start in range(0, x_flat.numel(), block):
         stop = min(start + block, x_flat.numel())
 
@@ -117,17 +118,10 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor | None:
-    """A 1-D view of t in memory order when t is dense (contiguous, channels-last, …), else None."""
-    if t.is_contiguous():
-        return t.view(-1)
-    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
-    permuted = t.permute(order)
-    return permuted.view(-1) if permuted.is_contiguous() else None
-
-
 def telu(x: torch.Tensor) -> torch.Tensor:
     """TeLU(x) = x·tanh(eˣ), finite with finite gradients for every finite input."""
+    if _native.supports(x):  # the fused CPU kernels, backward node included (activations/csrc/kernels.cpp)
+        return _native.ops().telu(x)
     return _TeLUFunction.apply(x)
 
 

@@ -1,0 +1,332 @@
+// Fused CPU kernels for TeLU and PWLU: each pass is one walk over the tensor instead of a dozen eager ops.
+// Built once per machine by torch.utils.cpp_extension (activations/_native.py), with the vector width
+// torch itself uses (at::vec::Vectorized, CPU_CAPABILITY set by the loader). float32 and float64 only;
+// everything else takes the eager path in Python.
+#include <ATen/Dispatch.h>
+#include <ATen/Functions.h>
+#include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+using at::Tensor;
+using at::vec::Vectorized;
+
+namespace {
+
+constexpr int64_t kGrain = 32768;  // elements: smaller tensors run on the calling thread alone
+constexpr double kExpClamp = 10.0;  // tanh(e^x) == 1 in every float type from here on (see _telu.py)
+
+// ------------------------------------------------------------------------------------------- TeLU
+
+// TeLU(x) = x·tanh(e^x); x is clamped to the finite range below so that −inf gives the limit 0, not −inf·0.
+template <typename T>
+void telu_forward_span(const T* x, T* y, int64_t n) {
+  using V = Vectorized<T>;
+  const V hi{T(kExpClamp)}, lo{-std::numeric_limits<T>::max()};
+  for (int64_t i = 0; i < n; i += V::size()) {
+    const int64_t k = std::min<int64_t>(V::size(), n - i);
+    const V xv = V::loadu(x + i, k);
+    const V t = at::vec::minimum(xv, hi).exp().tanh();
+    (at::vec::maximum(xv, lo) * t).store(y + i, k);
+  }
+}
+
+// TeLU'(x)·g = g·(tanh(e^x) + x·e^x·sech²(e^x)), from two exponentials, no tanh: with m = expm1(−2e^x),
+// tanh(e^x) = −m/(2 + m) and e^x·sech²(e^x) = 4·e^x·(1 + m)/(2 + m)² — no cancellation anywhere (1 − tanh²
+// would lose everything near 1, (1 − u)/(1 + u) with u = e^(−2e^x) near x → −∞). x is clamped where tanh(e^x)
+// rounds to 1 and the second term to 0 (3.77 in float32, 5.87 in float64), and −inf to the finite range,
+// where the term is 0 too; the bracket is formed before x multiplies it (4·x would overflow at −max).
+template <typename T>
+void telu_backward_span(const T* g, const T* x, T* out, int64_t n, T bracket_clamp) {
+  using V = Vectorized<T>;
+  const V bc{bracket_clamp}, lo{-std::numeric_limits<T>::max()}, one{T(1)}, two{T(2)}, four{T(4)}, m2{T(-2)};
+  for (int64_t i = 0; i < n; i += V::size()) {
+    const int64_t k = std::min<int64_t>(V::size(), n - i);
+    const V xc = at::vec::minimum(at::vec::maximum(V::loadu(x + i, k), lo), bc);
+    const V e = xc.exp();
+    const V m = (e * m2).expm1();
+    const V r = (two + m).reciprocal();
+    const V slope = r * (xc * (four * e * (one + m) * r) - m);
+    (V::loadu(g + i, k) * slope).store(out + i, k);
+  }
+}
+
+template <typename T>
+T bracket_clamp_for() {
+  return T(std::log(-std::log(double(std::numeric_limits<T>::min())) / 2) - 0.01);
+}
+
+void check_float(const Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, ": a CPU tensor is needed");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name, ": float32 or float64 is needed");
+}
+
+// The kernels walk a tensor's memory as one flat run: any dense layout (contiguous, channels-last) as it is.
+Tensor dense(const Tensor& t) { return t.is_non_overlapping_and_dense() ? t : t.contiguous(); }
+
+// t in layout's sizes, dtype and strides (a copy unless it already is), e.g. the expanded gradient of a sum().
+Tensor in_layout_of(const Tensor& t, const Tensor& layout) {
+  if (t.scalar_type() == layout.scalar_type() && t.sizes() == layout.sizes() && t.strides() == layout.strides()) return t;
+  Tensor out = at::empty_like(layout);
+  out.copy_(t);
+  return out;
+}
+
+Tensor telu_forward(const Tensor& x_in) {
+  check_float(x_in, "telu_forward");
+  const Tensor x = dense(x_in);
+  Tensor y = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "telu_forward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t b, int64_t e) { telu_forward_span(xp + b, yp + b, e - b); });
+  });
+  return y;
+}
+
+Tensor telu_backward(const Tensor& grad_in, const Tensor& x_in) {
+  check_float(x_in, "telu_backward");
+  const Tensor x = dense(x_in);
+  const Tensor g = in_layout_of(grad_in, x);
+  Tensor out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "telu_backward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* gp = g.const_data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    const scalar_t bc = bracket_clamp_for<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t b, int64_t e) { telu_backward_span(gp + b, xp + b, op + b, e - b, bc); });
+  });
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------- PWLU
+//
+// Per channel c, with t = (x − B_L)·N/W (W = max(B_R − B_L, min_width)) and t₁ = t + 1, segment
+// s = 0 (left tail), 1…N (intervals), N+1 (right tail) is the line y = A₁[s] + t₁·S[s] (A₁ = A − S):
+//   s = 0: y = p₀ + K_L·step·t          s = j+1: y = p_j + (t − j)·(p_{j+1} − p_j)
+//   s = N+1: y = p_N + K_R·step·(t − N)  (step = W/N)
+// The tables are built here from the module's parameters, and the backward maps the per-segment sums
+// G₀[s] = Σ g and G₁[s] = Σ g·t₁ back onto those parameters, so no autograd graph is built for them.
+
+struct Table {
+  int64_t channels, n;
+  std::vector<double> inv_width, shift, a1, s, width, step;  // per channel; a1 and s per (channel, segment)
+};
+
+template <typename T>
+Table build_table(const Tensor& lb, const Tensor& rb, const Tensor& points, const Tensor& kl, const Tensor& kr, double min_width) {
+  Table tab;
+  tab.channels = points.size(0);
+  tab.n = points.size(1) - 1;
+  const int64_t c_count = tab.channels, n = tab.n, m = n + 2;
+  const Tensor p = points.contiguous();
+  const T *pl = lb.const_data_ptr<T>(), *pr = rb.const_data_ptr<T>(), *pp = p.const_data_ptr<T>();
+  const T *pkl = kl.const_data_ptr<T>(), *pkr = kr.const_data_ptr<T>();
+  tab.inv_width.resize(c_count), tab.shift.resize(c_count), tab.width.resize(c_count), tab.step.resize(c_count);
+  tab.a1.resize(c_count * m), tab.s.resize(c_count * m);
+  for (int64_t c = 0; c < c_count; ++c) {
+    const double w = std::max(double(pr[c]) - double(pl[c]), min_width), step = w / n;
+    tab.width[c] = w, tab.step[c] = step, tab.inv_width[c] = n / w;
+    tab.shift[c] = 1.0 - double(pl[c]) * tab.inv_width[c];
+    const T* y = pp + c * (n + 1);
+    double* a1 = &tab.a1[c * m];
+    double* s = &tab.s[c * m];
+    s[0] = double(pkl[c]) * step, a1[0] = double(y[0]) - s[0];
+    for (int64_t j = 0; j < n; ++j) {
+      s[j + 1] = double(y[j + 1]) - double(y[j]);
+      a1[j + 1] = double(y[j]) - (j + 1) * s[j + 1];  // A − S with A = p_j − j·S
+    }
+    s[n + 1] = double(pkr[c]) * step, a1[n + 1] = double(y[n]) - (n + 1) * s[n + 1];
+  }
+  return tab;
+}
+
+// The segment of t₁ (NaN: 0, so that the NaN stays in t₁ and the output).
+template <typename T>
+inline int64_t segment_of(T t1, int64_t n) {
+  return t1 >= T(0) ? (t1 < T(n + 1) ? int64_t(t1) : n + 1) : 0;
+}
+
+// Calls f(c, offset of x, offset of the second tensor) for every element of two (P, C, L) views, in
+// memory order of the first: runs along L share a channel (NCHW), or runs along C (channels-last, (N, C)).
+// Work is split into tasks of about kGrain elements; f also receives the task's thread index.
+template <typename F>
+void for_each_pc_l(const Tensor& a, const Tensor& b, const F& f) {
+  const int64_t P = a.size(0), C = a.size(1), L = a.size(2);
+  const int64_t ap = a.stride(0), ac = a.stride(1), al = a.stride(2);
+  const int64_t bp = b.stride(0), bc = b.stride(1), bl = b.stride(2);
+  if (P * C * L == 0) return;
+  if (ac >= al) {  // runs along L: tasks are (p, c, chunk of L)
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(L, kGrain));
+    const int64_t chunks = (L + chunk - 1) / chunk;
+    const int64_t grain = std::max<int64_t>(1, kGrain / std::min(L, chunk));
+    at::parallel_for(0, P * C * chunks, grain, [&](int64_t begin, int64_t end) {
+      const int thread = at::get_thread_num();
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t pc = task / chunks, l0 = (task % chunks) * chunk, l1 = std::min(L, l0 + chunk);
+        const int64_t p = pc / C, c = pc % C;
+        for (int64_t l = l0; l < l1; ++l) f(thread, c, p * ap + c * ac + l * al, p * bp + c * bc + l * bl);
+      }
+    });
+  } else {  // runs along C: tasks are (p, chunk of L), every channel in each
+    const int64_t rows = std::max<int64_t>(1, kGrain / C);
+    const int64_t chunks = (L + rows - 1) / rows;
+    at::parallel_for(0, P * chunks, 1, [&](int64_t begin, int64_t end) {
+      const int thread = at::get_thread_num();
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t p = task / chunks, l0 = (task % chunks) * rows, l1 = std::min(L, l0 + rows);
+        for (int64_t l = l0; l < l1; ++l)
+          for (int64_t c = 0; c < C; ++c) f(thread, c, p * ap + c * ac + l * al, p * bp + c * bc + l * bl);
+      }
+    });
+  }
+}
+
+void check_pwlu(const Tensor& x3, const Tensor& points) {
+  check_float(x3, "pwlu");
+  TORCH_CHECK(x3.dim() == 3 && points.dim() == 2 && x3.size(1) == points.size(0), "pwlu: (P, C, L) input and (C, N+1) points");
+  TORCH_CHECK(points.scalar_type() == x3.scalar_type(), "pwlu: parameters and input must share a dtype");
+}
+
+// y3 = PWLU(x3) for (P, C, L) views (y3 written in place).
+void pwlu_forward(const Tensor& x3, const Tensor& y3, const Tensor& lb, const Tensor& rb, const Tensor& points,
+                  const Tensor& kl, const Tensor& kr, double min_width) {
+  check_pwlu(x3, points);
+  AT_DISPATCH_FLOATING_TYPES(x3.scalar_type(), "pwlu_forward", [&] {
+    using T = scalar_t;
+    const Table tab = build_table<T>(lb, rb, points, kl, kr, min_width);
+    const int64_t n = tab.n, m = n + 2, C = tab.channels;
+    std::vector<T> a1(tab.a1.begin(), tab.a1.end()), s(tab.s.begin(), tab.s.end()), w(C), sh(C);
+    for (int64_t c = 0; c < C; ++c) w[c] = T(tab.inv_width[c]), sh[c] = T(tab.shift[c]);
+    const T* xp = x3.const_data_ptr<T>();
+    T* yp = y3.data_ptr<T>();
+    for_each_pc_l(x3, y3, [&](int, int64_t c, int64_t xi, int64_t yi) {
+      const T t1 = xp[xi] * w[c] + sh[c];
+      const int64_t k = c * m + segment_of(t1, n);
+      yp[yi] = a1[k] + t1 * s[k];
+    });
+  });
+}
+
+// Writes ∂L/∂x into gx3 and returns the gradients of (B_L, B_R, points, K_L, K_R).
+std::vector<Tensor> pwlu_backward(const Tensor& g3, const Tensor& x3, const Tensor& gx3, const Tensor& lb, const Tensor& rb,
+                                  const Tensor& points, const Tensor& kl, const Tensor& kr, double min_width) {
+  check_pwlu(x3, points);
+  TORCH_CHECK(g3.scalar_type() == x3.scalar_type() && g3.sizes() == x3.sizes(), "pwlu_backward: gradient like the input");
+  std::vector<Tensor> grads;
+  AT_DISPATCH_FLOATING_TYPES(x3.scalar_type(), "pwlu_backward", [&] {
+    using T = scalar_t;
+    const Table tab = build_table<T>(lb, rb, points, kl, kr, min_width);
+    const int64_t n = tab.n, m = n + 2, C = tab.channels;
+    std::vector<T> dydx(C * m), w(C), sh(C);
+    for (int64_t c = 0; c < C; ++c) {
+      w[c] = T(tab.inv_width[c]), sh[c] = T(tab.shift[c]);
+      for (int64_t k = 0; k < m; ++k) dydx[c * m + k] = T(tab.s[c * m + k] * tab.inv_width[c]);
+    }
+    // (G₀, G₁) per thread, channel and segment, in double; two interleaved copies per thread so that
+    // neighbouring elements in one segment do not wait on each other's add.
+    const int threads = at::get_num_threads();
+    std::vector<double> sums(size_t(threads) * 2 * C * m * 2, 0.0);
+    const T* xp = x3.const_data_ptr<T>();
+    const T* gp = g3.const_data_ptr<T>();
+    T* gxp = gx3.data_ptr<T>();
+    TORCH_CHECK(gx3.strides() == x3.strides() && g3.strides() == x3.strides(), "pwlu_backward: gradient, input and result must share a layout");
+    for_each_pc_l(x3, x3, [&](int thread, int64_t c, int64_t xi, int64_t) {
+      const T t1 = xp[xi] * w[c] + sh[c];
+      const int64_t k = c * m + segment_of(t1, n);
+      const T g = gp[xi];
+      gxp[xi] = g * dydx[k];
+      double* acc = &sums[((size_t(thread) * 2 + (xi & 1)) * C * m + k) * 2];
+      acc[0] += double(g);
+      acc[1] += double(g) * double(t1);
+    });
+    const auto opts = points.options();
+    Tensor g_lb = at::empty({C}, opts), g_rb = at::empty({C}, opts), g_p = at::empty({C, n + 1}, opts);
+    Tensor g_kl = at::empty({C}, opts), g_kr = at::empty({C}, opts);
+    const T *pl = lb.const_data_ptr<T>(), *pr = rb.const_data_ptr<T>(), *pkl = kl.const_data_ptr<T>(), *pkr = kr.const_data_ptr<T>();
+    std::vector<double> g0(m), gt(m), dp(n + 1);
+    for (int64_t c = 0; c < C; ++c) {
+      for (int64_t k = 0; k < m; ++k) {
+        double a = 0, b = 0;
+        for (int64_t copy = 0; copy < 2 * threads; ++copy) a += sums[(copy * C * m + c * m + k) * 2], b += sums[(copy * C * m + c * m + k) * 2 + 1];
+        g0[k] = a, gt[k] = b - a;  // Σ g and Σ g·t over the segment: ∂A and ∂S
+      }
+      const double* s = &tab.s[c * m];
+      const double inv_w = tab.inv_width[c], step = tab.step[c], width = tab.width[c];
+      double sum_gs = 0, sum_gst = 0;
+      for (int64_t k = 0; k < m; ++k) sum_gs += s[k] * g0[k], sum_gst += s[k] * gt[k];
+      // A[0] = p₀, A[j+1] = (1 + j)·p_j − j·p_{j+1}, A[N+1] = p_N − N·K_R·step; S[j+1] = p_{j+1} − p_j.
+      std::fill(dp.begin(), dp.end(), 0.0);
+      dp[0] += g0[0];
+      for (int64_t j = 0; j < n; ++j) {
+        dp[j] += (1 + j) * g0[j + 1] - gt[j + 1];
+        dp[j + 1] += -double(j) * g0[j + 1] + gt[j + 1];
+      }
+      dp[n] += g0[n + 1];
+      const double kr_c = pkr[c], kl_c = pkl[c];
+      const double d_step = gt[0] * kl_c + gt[n + 1] * kr_c - n * kr_c * g0[n + 1];
+      const double d_inv_w = sum_gst / inv_w;  // t = (x − B_L)·inv_w
+      const double d_width = d_step / n - d_inv_w * n / (width * width);
+      const bool unclamped = double(pr[c]) - double(pl[c]) >= min_width;
+      g_lb.data_ptr<T>()[c] = T(-inv_w * sum_gs - (unclamped ? d_width : 0.0));
+      g_rb.data_ptr<T>()[c] = T(unclamped ? d_width : 0.0);
+      g_kl.data_ptr<T>()[c] = T(gt[0] * step);
+      g_kr.data_ptr<T>()[c] = T(gt[n + 1] * step - n * step * g0[n + 1]);
+      T* out = g_p.data_ptr<T>() + c * (n + 1);
+      for (int64_t j = 0; j <= n; ++j) out[j] = T(dp[j]);
+    }
+    grads = {g_lb, g_rb, g_p, g_kl, g_kr};
+  });
+  return grads;
+}
+
+// TeLU with its backward node in C++: one dispatcher call per pass, as for torch's own activations.
+struct TeLUFunction : public torch::autograd::Function<TeLUFunction> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x) {
+    ctx->save_for_backward({x});
+    return telu_forward(x);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    const Tensor x = ctx->get_saved_variables()[0];
+    if (at::GradMode::is_enabled()) {  // create_graph: the same slope in differentiable ops (see _telu.py)
+      const Tensor e = at::exp(at::clamp_max(x, kExpClamp));
+      const Tensor t = at::tanh(e);
+      const double lowest = x.scalar_type() == at::kFloat ? -double(std::numeric_limits<float>::max()) : -std::numeric_limits<double>::max();
+      return {grads[0] * (t + at::clamp(x, lowest, kExpClamp) * (e * (1 - t * t)))};
+    }
+    return {telu_backward(grads[0], x)};
+  }
+};
+
+Tensor telu_autograd(const Tensor& x) { return TeLUFunction::apply(x); }
+
+}  // namespace
+
+TORCH_LIBRARY(actstudy, m) {
+  m.def("telu(Tensor x) -> Tensor");
+  m.def("telu_forward(Tensor x) -> Tensor");
+  m.def("telu_backward(Tensor grad, Tensor x) -> Tensor");
+  m.def("pwlu_forward(Tensor x3, Tensor(a!) y3, Tensor left_bound, Tensor right_bound, Tensor points, Tensor left_slope, "
+        "Tensor right_slope, float min_width) -> ()");
+  m.def("pwlu_backward(Tensor grad3, Tensor x3, Tensor(a!) grad_x3, Tensor left_bound, Tensor right_bound, Tensor points, "
+        "Tensor left_slope, Tensor right_slope, float min_width) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(actstudy, CPU, m) {
+  m.impl("telu", &telu_forward);
+  m.impl("telu_forward", &telu_forward);
+  m.impl("telu_backward", &telu_backward);
+  m.impl("pwlu_forward", &pwlu_forward);
+  m.impl("pwlu_backward", &pwlu_backward);
+}
+
+TORCH_LIBRARY_IMPL(actstudy, Autograd, m) { m.impl("telu", &telu_autograd); }
