@@ -68,6 +68,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from activations import _native as activations_native  # noqa: E402
 import workers.train as wt  # noqa: E402
 from workers.data import Dataset, batches, load_dataset  # noqa: E402
 from workers.data import _load, _mnist1d  # noqa: E402
@@ -231,6 +232,10 @@ def import_times() -> dict[str, float]:
     start = time.perf_counter()
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     out["first optimizer (torch._dynamo)"] = time.perf_counter() - start
+    # The fused CPU kernels of TeLU and PWLU: loaded once per process (built once per machine, by make install).
+    start = time.perf_counter()
+    kernels = activations_native.ops()
+    out["fused CPU kernels (load)" if kernels is not None else "fused CPU kernels: unavailable, eager paths"] = time.perf_counter() - start
     return out
 
 
@@ -364,12 +369,22 @@ def main(argv: list[str] | None = None) -> int:
     for activation in args.activations:
         cfg = wt.TrialConfig(dataset=args.dataset, model=args.model, activation=activation, epochs=args.epochs,
                              evaluate_test=args.evaluate_test, device=args.device, threads=1)
-        outside = print_breakdown(f"{args.model}/{activation} trial", breakdown(cfg))
-        ratio = print_loop(f"{args.model}/{activation}", loop_comparison(cfg, args.loop_epochs, args.repeat))
-        summary.append((activation, outside, ratio))
-    print("\nsummary: activation, outside forward/backward/step (% of the trial), DataLoader / in-memory loop time")
-    for activation, outside, ratio in summary:
-        print(f"  {activation:<8} {outside:5.1f} %   {ratio:5.2f}×")
+        spent = breakdown(cfg)
+        outside = print_breakdown(f"{args.model}/{activation} trial", spent)
+        loop = loop_comparison(cfg, args.loop_epochs, args.repeat)
+        ratio = print_loop(f"{args.model}/{activation}", loop)
+        step_ms = 1e3 * statistics.median(loop["in-memory"]) / loop["steps"][0]
+        summary.append((activation, spent["total"], step_ms, outside, ratio))
+    base, base_total, base_step = summary[0][:3]
+    print(f"\nsummary: trial time and in-memory step time (× {base}'s), outside forward/backward/step (% of the trial), "
+          "DataLoader / in-memory loop time")
+    for activation, total, step_ms, outside, ratio in summary:
+        print(f"  {activation:<8} trial {total:7.2f} s ({total / base_total:4.2f}×)   step {step_ms:6.3f} ms ({step_ms / base_step:4.2f}×)"
+              f"   {outside:5.1f} %   {ratio:5.2f}×")
+    if base == "relu" and any(a == "pwlu" for a, *_ in summary):
+        pwlu_total = next(total for a, total, *_ in summary if a == "pwlu")
+        verdict = "meets" if pwlu_total / base_total <= 2 else "misses"
+        print(f"  pwlu trial / relu trial: {pwlu_total / base_total:.2f}×   ({verdict} the ≤ 2× target)")
     return 0
 
 

@@ -44,6 +44,9 @@ class TrainingOptions(BaseModel):
     l2_all: bool = Field(False, description="also penalise biases, norm layers and activation parameters")
     augment: bool | None = Field(None, description="CIFAR crop + flip; unset: on for cifar10/100 only")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss's targets")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="forward passes under autocast to bf16 or fp16 (fp16 with a loss scaler); weights stay fp32"
+    )
 
 
 class TrialConfig(TrainingOptions):

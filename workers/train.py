@@ -21,6 +21,7 @@ from torch import nn
 from workers.config import TrialConfig
 from workers.data import Dataset, Split, augment_cifar, batches, load_dataset
 from workers.models import activation_sites, build_model
+from workers.precision import autocast, grad_scaler
 
 
 @dataclass
@@ -46,13 +47,14 @@ class TrainState:
     generator: torch.Tensor
     history: list[dict]
     extra: dict = field(default_factory=dict)  # what a recorder keeps across restarts (e.g. its run id)
+    scaler: dict = field(default_factory=dict)  # the fp16 loss scaler's state (empty otherwise)
 
     def save(self, directory: str | Path) -> Path:
         # Tensors through torch.save; the history (per-epoch activation snapshots: thousands of floats
         # an epoch) pickled on its own — dataclasses.asdict deep-copied it, 5 s a save by epoch 168.
         path = Path(directory) / "state.pt"
         tensors = {"config": self.config, "epoch": self.epoch, "model": self.model, "optimizer": self.optimizer,
-                   "generator": self.generator, "extra": self.extra}
+                   "generator": self.generator, "extra": self.extra, "scaler": self.scaler}
         torch.save(tensors, path)
         with (Path(directory) / "history.pkl").open("wb") as f:
             pickle.dump(self.history, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -108,13 +110,14 @@ def make_optimizer(model: nn.Module, cfg: TrialConfig) -> torch.optim.Optimizer:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 2000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a split, in eval mode."""
+def evaluate(model: nn.Module, split: Split, batch_size: int = 2000, precision: str = "fp32") -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over a split, in eval mode (forward under the trial's precision)."""
     model.eval()
     loss = torch.zeros((), device=split.x.device)
     correct = torch.zeros((), device=split.x.device, dtype=torch.long)
     for xb, yb in batches(split, batch_size, generator=None, shuffle=False):
-        logits = model(xb)
+        with autocast(precision, split.x.device):
+            logits = model(xb)
         loss += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
     n = max(1, len(split.y))
@@ -154,6 +157,7 @@ def train(
         hidden=cfg.hidden,
     ).to(device)
     optimizer = make_optimizer(model, cfg)
+    scaler = grad_scaler(cfg.precision, device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     history: list[dict] = []
     start = 0
@@ -161,6 +165,8 @@ def train(
         model.load_state_dict(resume.model)
         optimizer.load_state_dict(resume.optimizer)
         generator.set_state(resume.generator)
+        if resume.scaler:
+            scaler.load_state_dict(resume.scaler)
         history, start = list(resume.history), resume.epoch
     augment = cfg.augment if cfg.augment is not None else cfg.dataset.startswith("cifar")
     steps_per_epoch = math.ceil(len(data.train.y) / cfg.batch_size)
@@ -178,18 +184,20 @@ def train(
             lr = lr_at(step, total_steps, cfg, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+            with autocast(cfg.precision, device):
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)  # float32 under autocast
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             # Accumulated on the device: one sync per epoch, not one per step.
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
             step += 1
         n = len(data.train.y)
         train_loss, train_acc = loss_sum.item() / n, correct.item() / n
-        val_loss, val_acc = evaluate(model, data.val)
+        val_loss, val_acc = evaluate(model, data.val, precision=cfg.precision)
         record = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -199,7 +207,7 @@ def train(
             "lr": lr,
         }
         if cfg.evaluate_test:
-            record["test_loss"], record["test_acc"] = evaluate(model, data.test)
+            record["test_loss"], record["test_acc"] = evaluate(model, data.test, precision=cfg.precision)
         record["epoch_time"] = time.perf_counter() - t0
         record["activations"] = snapshots(model)
         diverged = not (math.isfinite(train_loss) and math.isfinite(val_loss))
@@ -215,6 +223,7 @@ def train(
                     optimizer=optimizer.state_dict(),
                     generator=generator.get_state(),
                     history=list(history),
+                    scaler=scaler.state_dict() if scaler.is_enabled() else {},
                 )
 
             on_epoch(record, state)

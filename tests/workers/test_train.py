@@ -95,6 +95,8 @@ RESUME_CASES = {
     "pwlu-switch-after-checkpoint": dict(activation="pwlu", activation_params={"stats_steps": 90}),
     "lslu": dict(activation="lslu", l2=1e-4),
     "cnn1d-pwlu": dict(model="cnn1d", activation="pwlu", activation_params={"stats_steps": 10, "segments": 8}),
+    "fp16-telu": dict(activation="telu", precision="fp16"),  # the loss scaler's state travels with the checkpoint
+    "bf16-pwlu": dict(activation="pwlu", precision="bf16", activation_params={"stats_steps": 10}),
 }
 
 
@@ -272,7 +274,7 @@ def test_trains_image_models_on_digits():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("lr", 0.0), ("l2", -1e-4), ("epochs", 0), ("batch_size", 0), ("optimizer", "rmsprop"), ("schedule", "step"),
-     ("warmup_epochs", -1.0), ("device", "tpu"), ("threads", 0)],
+     ("warmup_epochs", -1.0), ("device", "tpu"), ("threads", 0), ("precision", "fp8"), ("precision", "float16")],
 )
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=rf"\b{field}\b") as info:
@@ -293,6 +295,48 @@ def test_label_smoothing_changes_the_training_loss_only():
     assert smoothed["train_loss"] > plain["train_loss"]  # smoothed targets: the loss has a floor above 0
     assert smoothed["val_loss"] != plain["val_loss"]  # validation is plain cross-entropy of a differently trained model
 
+
+
+# --- mixed precision --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ["relu", "telu", "pwlu", "lslu"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_deterministically(precision, activation):
+    params = {"stats_steps": 10} if activation == "pwlu" else {}
+    cfg = cpu(epochs=3, precision=precision, activation=activation, activation_params=params)
+    a, b = train(cfg), train(cfg)
+    assert metrics(a.history) == metrics(b.history)
+    assert a.status == "completed" and a.final["val_acc"] > 0.25  # chance is 0.1
+    full = train(cpu(epochs=3, activation=activation, activation_params=params))
+    assert a.history[0]["train_loss"] != full.history[0]["train_loss"]  # autocast really changed the arithmetic
+    assert abs(a.final["val_acc"] - full.final["val_acc"]) < 0.15  # …and not the outcome
+
+
+def test_under_autocast_the_model_computes_in_the_low_precision_type():
+    from workers.precision import autocast
+
+    model = build_model("mlp", input_shape=(40,), num_classes=10, activation="pwlu", activation_params={"stats_steps": 0})
+    seen = {}
+    site = next(iter(activation_sites(model).values()))
+    site.register_forward_hook(lambda m, args, out: seen.update(input=args[0].dtype, output=out.dtype))
+    with autocast("bf16", torch.device("cpu")):
+        logits = model(torch.randn(8, 40))
+    assert seen == {"input": torch.bfloat16, "output": torch.bfloat16}
+    assert logits.dtype == torch.bfloat16 and next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_only_fp16_checkpoints_a_loss_scaler(precision):
+    states = []
+    result = train(cpu(epochs=1, precision=precision), on_epoch=lambda record, state: states.append(state()))
+    assert result.status == "completed"
+    scaler = states[0].scaler
+    if precision == "fp16":
+        assert scaler["scale"] > 0 and math.log2(scaler["scale"]).is_integer() and "growth_interval" in scaler
+        assert all(torch.isfinite(v).all() for v in states[0].model.values() if v.is_floating_point())
+    else:
+        assert scaler == {}
 
 # --- the CLI ---------------------------------------------------------------------------------------
 
