@@ -153,39 +153,6 @@ def _line_tables(left_bound, right_bound, points, left_slope, right_slope, dtype
     return left_bound.to(dtype), (n / width).to(dtype), intercept.reshape(-1).to(dtype), slope.reshape(-1).to(dtype)
 
 
-class _PWLUNative(torch.autograd.Function):
-    """The whole Phase II PWLU in the fused CPU kernels (activations/csrc/kernels.cpp): the line tables are
-    built from the parameters inside the kernel and the backward maps the per-segment sums G₀, G₁ onto
-    the parameters itself, so a call is two kernel launches however small the input (the eager path needs
-    dozens of small ops for the tables, which dominate at MLP sizes). Saved: the input and the parameters;
-    the segment of each element is recomputed in the backward."""
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, left_bound, right_bound, points, left_slope, right_slope = ctx.saved_tensors
-        channels, channelwise = points.shape[0], ctx.channelwise
-        _refuse_create_graph()
-        source, x3 = _arranged(x, channels, channelwise)
-        g3 = _view3(grad, channels, channelwise)
-        if g3 is None or g3.stride() != x3.stride() or grad.dtype != x.dtype:
-            g3 = _view3(torch.empty_like(source).copy_(grad), channels, channelwise)
-        grad_x = torch.empty_like(source)
-        grads = _native.ops().pwlu_backward(
-            g3, x3, _view3(grad_x, channels, channelwise), left_bound, right_bound, points, left_slope, right_slope, _MIN_WIDTH
-        )
-        return (grad_x, *grads, None)
-
-    @staticmethod
-    def forward(ctx, x, left_bound, right_bound, points, left_slope, right_slope, channelwise):
-        channels = points.shape[0]
-        source, x3 = _arranged(x, channels, channelwise)
-        y = torch.empty_like(source)
-        _native.ops().pwlu_forward(x3, _view3(y, channels, channelwise), left_bound, right_bound, points, left_slope, right_slope, _MIN_WIDTH)
-        ctx.save_for_backward(source, left_bound, right_bound, points, left_slope, right_slope)
-        ctx.channelwise = channelwise
-        return y
-
-
 def _refuse_create_graph() -> None:
     if torch.is_grad_enabled():  # the backward runs with grad mode on only under create_graph=True
         raise RuntimeError("pwlu: second derivatives (backward with create_graph=True) are not supported")
@@ -326,7 +293,8 @@ class PWLU(nn.Module):
                 self._collect(x.detach())
             return F.relu(x)
         if x.dtype == self.points.dtype and self.channels * (self.segments + 2) <= _NATIVE_MAX_TABLE and _native.supports(x):
-            return _PWLUNative.apply(x, *self._phase2_parameters(), self.channelwise)
+            # The fused CPU kernels, backward node included (activations/csrc/kernels.cpp).
+            return _native.ops().pwlu(x, *self._phase2_parameters(), self.channelwise, _MIN_WIDTH)
         return _eager_phase2(x, *self._phase2_parameters(), self.channelwise)
 
     def _phase2_parameters(self):

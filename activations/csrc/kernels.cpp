@@ -309,10 +309,84 @@ struct TeLUFunction : public torch::autograd::Function<TeLUFunction> {
 
 Tensor telu_autograd(const Tensor& x) { return TeLUFunction::apply(x); }
 
+// A (P, C, L) view of t in which each run along L shares one channel, or an undefined tensor when t's
+// layout has none (as _view3 in _pwlu.py): contiguous (B, C, …) gives (B, C, ∏…); a (B, C) matrix and a
+// channels-last tensor give (1, C, B·∏…) with the channel the fast dimension; layer-wise, any dense
+// tensor gives (1, 1, numel) in memory order.
+Tensor view3(const Tensor& t, int64_t channels, bool channelwise) {
+  if (!channelwise) {
+    if (t.is_contiguous()) return t.view({1, 1, -1});
+    if (!t.is_non_overlapping_and_dense()) return {};
+    std::vector<int64_t> order(t.dim());
+    for (int64_t d = 0; d < t.dim(); ++d) order[d] = d;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return t.stride(a) > t.stride(b); });
+    return t.permute(order).view({1, 1, -1});
+  }
+  if (t.is_contiguous()) {
+    const int64_t rest = t.dim() > 2 ? t.numel() / std::max<int64_t>(1, t.size(0) * channels) : 1;
+    if (t.dim() > 2 && rest > 1) return t.view({t.size(0), channels, rest});
+    return t.view({-1, channels}).t().unsqueeze(0);
+  }
+  if (t.dim() > 2 && t.movedim(1, -1).is_contiguous()) return t.movedim(1, -1).reshape({-1, channels}).t().unsqueeze(0);
+  return {};
+}
+
+// PWLU with its backward node in C++ (the Python autograd.Function around the same two kernels cost
+// several times the kernels themselves at MLP sizes). Saved: the input and the parameters.
+struct PWLUFunction : public torch::autograd::Function<PWLUFunction> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points,
+                        const Tensor& kl, const Tensor& kr, bool channelwise, double min_width) {
+    const int64_t channels = points.size(0);
+    Tensor source = x, x3 = view3(x, channels, channelwise);
+    if (!x3.defined()) source = x.contiguous(), x3 = view3(source, channels, channelwise);
+    Tensor y = at::empty_like(source);
+    pwlu_forward(x3, view3(y, channels, channelwise), lb, rb, points, kl, kr, min_width);
+    ctx->save_for_backward({source, lb, rb, points, kl, kr});
+    ctx->saved_data["channelwise"] = channelwise;
+    ctx->saved_data["min_width"] = min_width;
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(), "pwlu: second derivatives (backward with create_graph=True) are not supported");
+    const auto saved = ctx->get_saved_variables();
+    const Tensor &source = saved[0], &points = saved[3];
+    const bool channelwise = ctx->saved_data["channelwise"].toBool();
+    const int64_t channels = points.size(0);
+    const Tensor x3 = view3(source, channels, channelwise);
+    Tensor g = grads[0], g3 = view3(g, channels, channelwise);
+    if (!g3.defined() || g3.strides() != x3.strides() || g.scalar_type() != source.scalar_type()) {
+      g = in_layout_of(grads[0], source);  // e.g. the expanded gradient of a sum()
+      g3 = view3(g, channels, channelwise);
+    }
+    Tensor grad_x = at::empty_like(source);
+    auto params = pwlu_backward(g3, x3, view3(grad_x, channels, channelwise), saved[1], saved[2], points, saved[4], saved[5],
+                                ctx->saved_data["min_width"].toDouble());
+    return {grad_x, params[0], params[1], params[2], params[3], params[4], Tensor(), Tensor()};
+  }
+};
+
+Tensor pwlu_inference(const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points, const Tensor& kl, const Tensor& kr,
+                      bool channelwise, double min_width) {
+  const int64_t channels = points.size(0);
+  Tensor source = x, x3 = view3(x, channels, channelwise);
+  if (!x3.defined()) source = x.contiguous(), x3 = view3(source, channels, channelwise);
+  Tensor y = at::empty_like(source);
+  pwlu_forward(x3, view3(y, channels, channelwise), lb, rb, points, kl, kr, min_width);
+  return y;
+}
+
+Tensor pwlu_autograd(const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points, const Tensor& kl, const Tensor& kr,
+                     bool channelwise, double min_width) {
+  return PWLUFunction::apply(x, lb, rb, points, kl, kr, channelwise, min_width);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(actstudy, m) {
   m.def("telu(Tensor x) -> Tensor");
+  m.def("pwlu(Tensor x, Tensor left_bound, Tensor right_bound, Tensor points, Tensor left_slope, Tensor right_slope, "
+        "bool channelwise, float min_width) -> Tensor");
   m.def("telu_forward(Tensor x) -> Tensor");
   m.def("telu_backward(Tensor grad, Tensor x) -> Tensor");
   m.def("pwlu_forward(Tensor x3, Tensor(a!) y3, Tensor left_bound, Tensor right_bound, Tensor points, Tensor left_slope, "
@@ -323,10 +397,14 @@ TORCH_LIBRARY(actstudy, m) {
 
 TORCH_LIBRARY_IMPL(actstudy, CPU, m) {
   m.impl("telu", &telu_forward);
+  m.impl("pwlu", &pwlu_inference);
   m.impl("telu_forward", &telu_forward);
   m.impl("telu_backward", &telu_backward);
   m.impl("pwlu_forward", &pwlu_forward);
   m.impl("pwlu_backward", &pwlu_backward);
 }
 
-TORCH_LIBRARY_IMPL(actstudy, Autograd, m) { m.impl("telu", &telu_autograd); }
+TORCH_LIBRARY_IMPL(actstudy, Autograd, m) {
+  m.impl("telu", &telu_autograd);
+  m.impl("pwlu", &pwlu_autograd);
+}

@@ -23,9 +23,9 @@ def test_kernels_build_where_there_is_a_compiler(monkeypatch):
     # A silent fallback would hide a broken build: with a compiler present the kernels must load.
     assert _native.ops() is not None
     x = torch.randn(4, 3, requires_grad=True)
-    assert "TeLUFunction" in type(telu(x).grad_fn).__name__ or "TeLUFunction" in telu(x).grad_fn.name()
+    assert "TeLUFunction" in telu(x).grad_fn.name()
     pwlu = PWLU(num_features=3, stats_steps=0)
-    assert type(pwlu(x).grad_fn).__name__.startswith("_PWLUNative")
+    assert "PWLUFunction" in pwlu(x).grad_fn.name()
 
 
 def _both(monkeypatch, fn):
