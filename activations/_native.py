@@ -9,6 +9,7 @@ gives the same results within float tolerance (tests/activations/test_native.py)
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -60,6 +61,8 @@ def _flags() -> tuple[str, list[str]]:
 
 
 def _load():
+    # Its import warns "No CUDA runtime is found" on CPU machines: true, and irrelevant to CPU kernels.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import cpp_extension  # imported here: it is only needed the first time
 
     tag, flags = _flags()
@@ -80,7 +83,9 @@ def load_seconds() -> float | None:
     return _state.get("load_seconds")
 
 
-if __name__ == "__main__":  # `python -m activations._native`: build ahead (make install does)
-    if ops() is None:
-        sys.exit("actstudy: the fused CPU kernels could not be built; the eager paths will be used")
-    print(f"actstudy: fused CPU kernels ready ({load_seconds():.1f} s)")
+if __name__ == "__main__":  # `python -m activations._native`: build ahead (make install and the image do)
+    if ops() is None:  # not an error: every activation has its eager path
+        print("actstudy: the fused CPU kernels could not be built (see the warning); the eager paths will be used")
+    else:
+        print(f"actstudy: fused CPU kernels ready ({load_seconds():.1f} s)")
+    sys.exit(0)
