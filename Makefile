@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # The fused CPU kernels of TeLU and PWLU: built once per machine (~20 s), checked in a second after that.
 install: $(STAMP)
-	@$(BIN)/python -m activations._native
+	@$(BIN)/python -m activations.build_native
 
 # Re-runs only when the pins change, so a second `make install` takes seconds.
 $(STAMP): requirements.lock pyproject.toml

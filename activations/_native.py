@@ -2,7 +2,7 @@
 
 `torch.utils.cpp_extension.load` compiles them with the C++ compiler into torch's extension cache
 (`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions) and reuses the build while the source and
-flags are unchanged; `make install` builds them ahead, so trials only load them (milliseconds). Where there
+flags are unchanged; `make install` builds them ahead (`python -m activations.build_native`), so trials only load them (milliseconds). Where there
 is no compiler, or the build fails, or `ACTSTUDY_NATIVE=0`, every activation runs its eager path, which
 gives the same results within float tolerance (tests/activations/test_native.py).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import warnings
@@ -82,10 +81,3 @@ def load_seconds() -> float | None:
     """How long the first ops() call took in this process (a build, or only a load), or None."""
     return _state.get("load_seconds")
 
-
-if __name__ == "__main__":  # `python -m activations._native`: build ahead (make install and the image do)
-    if ops() is None:  # not an error: every activation has its eager path
-        print("actstudy: the fused CPU kernels could not be built (see the warning); the eager paths will be used")
-    else:
-        print(f"actstudy: fused CPU kernels ready ({load_seconds():.1f} s)")
-    sys.exit(0)
