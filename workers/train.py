@@ -102,11 +102,14 @@ def make_optimizer(model: nn.Module, cfg: TrialConfig) -> torch.optim.Optimizer:
         for name, param in module.named_parameters(recurse=False):
             (decay if cfg.l2_all or _is_penalised(module, name, param) else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.l2}, {"params": no_decay, "weight_decay": 0.0}]
+    # fused: one kernel call per step for all parameters, on the CPU too. The default on a CPU is a Python
+    # loop of ~10 ops per parameter tensor, which cost an MLP step as much as its forward and backward —
+    # more with the learnable activations' many small tensors (bench/README.md, "Trial").
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
+        return torch.optim.Adam(groups, lr=cfg.lr, fused=True)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=True)
 
 
 @torch.no_grad()
