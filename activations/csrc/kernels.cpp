@@ -149,42 +149,149 @@ Table build_table(const Tensor& lb, const Tensor& rb, const Tensor& points, cons
   return tab;
 }
 
-// The segment of t₁ (NaN: 0, so that the NaN stays in t₁ and the output).
+// The lines of one dtype, per channel: t₁ = x·w + sh, y = a1[c·m + s] + t₁·s[c·m + s], ∂y/∂x = dydx[c·m + s].
 template <typename T>
-inline int64_t segment_of(T t1, int64_t n) {
-  return t1 >= T(0) ? (t1 < T(n + 1) ? int64_t(t1) : n + 1) : 0;
+struct Lines {
+  int64_t n, m, channels;
+  std::vector<T> w, sh, a1, s, dydx;
+
+  explicit Lines(const Table& tab) : n(tab.n), m(tab.n + 2), channels(tab.channels) {
+    w.resize(channels), sh.resize(channels), a1.resize(channels * m), s.resize(channels * m), dydx.resize(channels * m);
+    for (int64_t c = 0; c < channels; ++c) {
+      w[c] = T(tab.inv_width[c]), sh[c] = T(tab.shift[c]);
+      for (int64_t k = 0; k < m; ++k) {
+        a1[c * m + k] = T(tab.a1[c * m + k]), s[c * m + k] = T(tab.s[c * m + k]);
+        dydx[c * m + k] = T(tab.s[c * m + k] * tab.inv_width[c]);
+      }
+    }
+  }
+};
+
+// A run of elements contiguous in memory: either one channel for all (runs along L: NCHW, layer-wise) or
+// consecutive channels c0, c0+1, … (runs along C: an (N, C) matrix, channels-last).
+struct Run {
+  int64_t c0;
+  bool channel_per_element;
+};
+
+// For a vector of elements starting at position i of a run: t₁, and the index c·m + segment into the tables.
+// The segment is trunc(clamp(t₁, 0, N+1)); a NaN t₁ takes segment 0 and stays NaN in the output.
+// t₁ is one fused multiply-add, in the vector lanes and in the scalar tail alike, so the forward and the
+// backward (which recomputes it) always agree on the segment.
+template <typename T>
+inline void position(const Lines<T>& lines, const Run& run, int64_t i, const Vectorized<T>& xv, Vectorized<T>& t1,
+                     Vectorized<at::vec::int_same_size_t<T>>& index) {
+  using V = Vectorized<T>;
+  using I = Vectorized<at::vec::int_same_size_t<T>>;
+  using Int = at::vec::int_same_size_t<T>;
+  V w, sh;
+  I base;
+  if (run.channel_per_element) {
+    w = V::loadu(lines.w.data() + run.c0 + i), sh = V::loadu(lines.sh.data() + run.c0 + i);
+    base = I::arange(Int((run.c0 + i) * lines.m), Int(lines.m));
+  } else {
+    w = V(lines.w[run.c0]), sh = V(lines.sh[run.c0]);
+    base = I(Int(run.c0 * lines.m));
+  }
+  t1 = at::vec::fmadd(xv, w, sh);
+  const V clamped = at::vec::minimum(at::vec::maximum(t1, V(T(0))), V(T(lines.n + 1)));
+  // trunc() first: the conversion rounds for some types and vector widths, truncates for others.
+  const V segment = V::blendv(V(T(0)), clamped.trunc(), t1 == t1);  // NaN → 0
+  index = base + at::vec::convert_to_int_of_same_size(segment);
 }
 
-// Calls f(c, offset of x, offset of the second tensor) for every element of two (P, C, L) views, in
-// memory order of the first: runs along L share a channel (NCHW), or runs along C (channels-last, (N, C)).
-// Work is split into tasks of about kGrain elements; f also receives the task's thread index.
-template <typename F>
-void for_each_pc_l(const Tensor& a, const Tensor& b, const F& f) {
-  const int64_t P = a.size(0), C = a.size(1), L = a.size(2);
-  const int64_t ap = a.stride(0), ac = a.stride(1), al = a.stride(2);
-  const int64_t bp = b.stride(0), bc = b.stride(1), bl = b.stride(2);
+template <typename T>
+inline int64_t position(const Lines<T>& lines, const Run& run, int64_t i, T x, T& t1) {
+  const int64_t c = run.channel_per_element ? run.c0 + i : run.c0;
+  t1 = std::fma(x, lines.w[c], lines.sh[c]);
+  const int64_t n = lines.n;
+  const int64_t segment = t1 >= T(0) ? (t1 < T(n + 1) ? int64_t(t1) : n + 1) : 0;
+  return c * lines.m + segment;
+}
+
+template <typename T>
+void forward_run(const Lines<T>& lines, const Run& run, const T* x, T* y, int64_t len) {
+  using V = Vectorized<T>;
+  using I = Vectorized<at::vec::int_same_size_t<T>>;
+  int64_t i = 0;
+  for (; i + V::size() <= len; i += V::size()) {
+    V t1;
+    I index;
+    position(lines, run, i, V::loadu(x + i), t1, index);
+    const V a = at::vec::gather<sizeof(T)>(lines.a1.data(), index);
+    const V s = at::vec::gather<sizeof(T)>(lines.s.data(), index);
+    at::vec::fmadd(t1, s, a).store(y + i);
+  }
+  for (; i < len; ++i) {
+    T t1;
+    const int64_t k = position(lines, run, i, x[i], t1);
+    y[i] = std::fma(t1, lines.s[k], lines.a1[k]);
+  }
+}
+
+// ∂L/∂x of a run, and the run's per-segment sums added to acc: acc[2k] += g, acc[2k+1] += g·t₁ (float32 for
+// a float32 input: a run is at most kGrain elements, and the runs' sums are added up in float64).
+template <typename T>
+void backward_run(const Lines<T>& lines, const Run& run, const T* x, const T* g, T* gx, int64_t len, T* acc) {
+  using V = Vectorized<T>;
+  using Int = at::vec::int_same_size_t<T>;
+  using I = Vectorized<Int>;
+  constexpr int kSize = V::size();
+  int64_t i = 0;
+  Int indices[kSize];
+  T gs[kSize], gts[kSize];
+  for (; i + kSize <= len; i += kSize) {
+    V t1;
+    I index;
+    position(lines, run, i, V::loadu(x + i), t1, index);
+    const V gv = V::loadu(g + i);
+    (gv * at::vec::gather<sizeof(T)>(lines.dydx.data(), index)).store(gx + i);
+    index.store(indices), gv.store(gs), (gv * t1).store(gts);
+    for (int lane = 0; lane < kSize; ++lane) {  // a scatter-add: lanes may share a segment
+      acc[2 * indices[lane]] += gs[lane];
+      acc[2 * indices[lane] + 1] += gts[lane];
+    }
+  }
+  for (; i < len; ++i) {
+    T t1;
+    const int64_t k = position(lines, run, i, x[i], t1);
+    gx[i] = g[i] * lines.dydx[k];
+    acc[2 * k] += g[i];
+    acc[2 * k + 1] += g[i] * t1;
+  }
+}
+
+// Calls f(thread, run, offset, length) for contiguous runs covering a (P, C, L) view whose innermost
+// dimension in memory (L, or C) has stride 1, in tasks of about kGrain elements spread over the threads;
+// task_end(thread, first channel, last channel + 1) after each task.
+template <typename F, typename G>
+void for_each_run(const Tensor& t, const F& f, const G& task_end) {
+  const int64_t P = t.size(0), C = t.size(1), L = t.size(2);
+  const int64_t sp = t.stride(0), sc = t.stride(1), sl = t.stride(2);
   if (P * C * L == 0) return;
-  if (ac >= al) {  // runs along L: tasks are (p, c, chunk of L)
+  if (sl == 1 || L == 1) {  // runs along L, one channel each: tasks are (p, c, chunk of L)
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(L, kGrain));
     const int64_t chunks = (L + chunk - 1) / chunk;
-    const int64_t grain = std::max<int64_t>(1, kGrain / std::min(L, chunk));
+    const int64_t grain = std::max<int64_t>(1, kGrain / chunk);
     at::parallel_for(0, P * C * chunks, grain, [&](int64_t begin, int64_t end) {
       const int thread = at::get_thread_num();
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t pc = task / chunks, l0 = (task % chunks) * chunk, l1 = std::min(L, l0 + chunk);
+        const int64_t pc = task / chunks, l0 = (task % chunks) * chunk;
         const int64_t p = pc / C, c = pc % C;
-        for (int64_t l = l0; l < l1; ++l) f(thread, c, p * ap + c * ac + l * al, p * bp + c * bc + l * bl);
+        f(thread, Run{c, false}, p * sp + c * sc + l0, std::min(chunk, L - l0));
+        task_end(thread, c, c + 1);
       }
     });
-  } else {  // runs along C: tasks are (p, chunk of L), every channel in each
+  } else {  // runs along C (stride 1), every channel once per row: tasks are (p, rows of L)
+    TORCH_CHECK(sc == 1, "pwlu: a (P, C, L) view with stride 1 along L or C is needed");
     const int64_t rows = std::max<int64_t>(1, kGrain / C);
     const int64_t chunks = (L + rows - 1) / rows;
     at::parallel_for(0, P * chunks, 1, [&](int64_t begin, int64_t end) {
       const int thread = at::get_thread_num();
       for (int64_t task = begin; task < end; ++task) {
-        const int64_t p = task / chunks, l0 = (task % chunks) * rows, l1 = std::min(L, l0 + rows);
-        for (int64_t l = l0; l < l1; ++l)
-          for (int64_t c = 0; c < C; ++c) f(thread, c, p * ap + c * ac + l * al, p * bp + c * bc + l * bl);
+        const int64_t p = task / chunks, l0 = (task % chunks) * rows;
+        for (int64_t l = l0; l < std::min(L, l0 + rows); ++l) f(thread, Run{0, true}, p * sp + l * sl, C);
+        task_end(thread, int64_t(0), C);
       }
     });
   }
@@ -196,23 +303,19 @@ void check_pwlu(const Tensor& x3, const Tensor& points) {
   TORCH_CHECK(points.scalar_type() == x3.scalar_type(), "pwlu: parameters and input must share a dtype");
 }
 
-// y3 = PWLU(x3) for (P, C, L) views (y3 written in place).
+// y3 = PWLU(x3) for (P, C, L) views of the same layout (y3 written in place).
 void pwlu_forward(const Tensor& x3, const Tensor& y3, const Tensor& lb, const Tensor& rb, const Tensor& points,
                   const Tensor& kl, const Tensor& kr, double min_width) {
   check_pwlu(x3, points);
+  TORCH_CHECK(y3.strides() == x3.strides(), "pwlu_forward: input and output must share a layout");
   AT_DISPATCH_FLOATING_TYPES(x3.scalar_type(), "pwlu_forward", [&] {
     using T = scalar_t;
-    const Table tab = build_table<T>(lb, rb, points, kl, kr, min_width);
-    const int64_t n = tab.n, m = n + 2, C = tab.channels;
-    std::vector<T> a1(tab.a1.begin(), tab.a1.end()), s(tab.s.begin(), tab.s.end()), w(C), sh(C);
-    for (int64_t c = 0; c < C; ++c) w[c] = T(tab.inv_width[c]), sh[c] = T(tab.shift[c]);
+    const Lines<T> lines(build_table<T>(lb, rb, points, kl, kr, min_width));
     const T* xp = x3.const_data_ptr<T>();
     T* yp = y3.data_ptr<T>();
-    for_each_pc_l(x3, y3, [&](int, int64_t c, int64_t xi, int64_t yi) {
-      const T t1 = xp[xi] * w[c] + sh[c];
-      const int64_t k = c * m + segment_of(t1, n);
-      yp[yi] = a1[k] + t1 * s[k];
-    });
+    for_each_run(
+        x3, [&](int, const Run& run, int64_t offset, int64_t len) { forward_run(lines, run, xp + offset, yp + offset, len); },
+        [](int, int64_t, int64_t) {});
   });
 }
 
@@ -221,33 +324,34 @@ std::vector<Tensor> pwlu_backward(const Tensor& g3, const Tensor& x3, const Tens
                                   const Tensor& points, const Tensor& kl, const Tensor& kr, double min_width) {
   check_pwlu(x3, points);
   TORCH_CHECK(g3.scalar_type() == x3.scalar_type() && g3.sizes() == x3.sizes(), "pwlu_backward: gradient like the input");
+  TORCH_CHECK(gx3.strides() == x3.strides() && g3.strides() == x3.strides(), "pwlu_backward: gradient, input and result must share a layout");
   std::vector<Tensor> grads;
   AT_DISPATCH_FLOATING_TYPES(x3.scalar_type(), "pwlu_backward", [&] {
     using T = scalar_t;
     const Table tab = build_table<T>(lb, rb, points, kl, kr, min_width);
+    const Lines<T> lines(tab);
     const int64_t n = tab.n, m = n + 2, C = tab.channels;
-    std::vector<T> dydx(C * m), w(C), sh(C);
-    for (int64_t c = 0; c < C; ++c) {
-      w[c] = T(tab.inv_width[c]), sh[c] = T(tab.shift[c]);
-      for (int64_t k = 0; k < m; ++k) dydx[c * m + k] = T(tab.s[c * m + k] * tab.inv_width[c]);
-    }
-    // (G₀, G₁) per thread, channel and segment, in double; two interleaved copies per thread so that
-    // neighbouring elements in one segment do not wait on each other's add.
+    // Per thread: the current task's (G₀, G₁) per channel and segment in T, and the thread's totals in double.
     const int threads = at::get_num_threads();
-    std::vector<double> sums(size_t(threads) * 2 * C * m * 2, 0.0);
+    const size_t table = size_t(C * m * 2);
+    std::vector<T> partial(threads * table, T(0));
+    std::vector<double> totals(threads * table, 0.0);
     const T* xp = x3.const_data_ptr<T>();
     const T* gp = g3.const_data_ptr<T>();
     T* gxp = gx3.data_ptr<T>();
-    TORCH_CHECK(gx3.strides() == x3.strides() && g3.strides() == x3.strides(), "pwlu_backward: gradient, input and result must share a layout");
-    for_each_pc_l(x3, x3, [&](int thread, int64_t c, int64_t xi, int64_t) {
-      const T t1 = xp[xi] * w[c] + sh[c];
-      const int64_t k = c * m + segment_of(t1, n);
-      const T g = gp[xi];
-      gxp[xi] = g * dydx[k];
-      double* acc = &sums[((size_t(thread) * 2 + (xi & 1)) * C * m + k) * 2];
-      acc[0] += double(g);
-      acc[1] += double(g) * double(t1);
-    });
+    for_each_run(
+        x3,
+        [&](int thread, const Run& run, int64_t offset, int64_t len) {
+          backward_run(lines, run, xp + offset, gp + offset, gxp + offset, len, partial.data() + thread * table);
+        },
+        [&](int thread, int64_t c_lo, int64_t c_hi) {  // into the double totals: the entries the task touched
+          T* acc = partial.data() + thread * table;
+          double* total = totals.data() + thread * table;
+          for (int64_t k = 2 * c_lo * m; k < 2 * c_hi * m; ++k) total[k] += double(acc[k]), acc[k] = T(0);
+        });
+    std::vector<double> sums(table, 0.0);
+    for (int t = 0; t < threads; ++t)
+      for (size_t k = 0; k < table; ++k) sums[k] += totals[t * table + k];
     const auto opts = points.options();
     Tensor g_lb = at::empty({C}, opts), g_rb = at::empty({C}, opts), g_p = at::empty({C, n + 1}, opts);
     Tensor g_kl = at::empty({C}, opts), g_kr = at::empty({C}, opts);
@@ -255,8 +359,7 @@ std::vector<Tensor> pwlu_backward(const Tensor& g3, const Tensor& x3, const Tens
     std::vector<double> g0(m), gt(m), dp(n + 1);
     for (int64_t c = 0; c < C; ++c) {
       for (int64_t k = 0; k < m; ++k) {
-        double a = 0, b = 0;
-        for (int64_t copy = 0; copy < 2 * threads; ++copy) a += sums[(copy * C * m + c * m + k) * 2], b += sums[(copy * C * m + c * m + k) * 2 + 1];
+        const double a = sums[(c * m + k) * 2], b = sums[(c * m + k) * 2 + 1];
         g0[k] = a, gt[k] = b - a;  // Σ g and Σ g·t over the segment: ∂A and ∂S
       }
       const double* s = &tab.s[c * m];
