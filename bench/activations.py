@@ -6,6 +6,7 @@ Run it from the repository root:
     .venv/bin/python bench/activations.py --quick          # 64×64×32×32: a smoke run in well under a minute
     .venv/bin/python bench/activations.py --shape 256,64,32,32 --repeat 7 --device cpu
     .venv/bin/python bench/activations.py --only pwlu gelu relu mish telu
+    .venv/bin/python bench/activations.py --sizes --threads 1 # 32×100, 100×100, 256×100 and 256×64×32×32, ratios summed up
 
 What it does, in one process so the ratios are measured side by side:
 
@@ -16,7 +17,8 @@ What it does, in one process so the ratios are measured side by side:
    over the batch, interpolation, `torch.where`, and plain autograd through all of it — sharing the
    same parameters. It asserts that the two agree (output and every gradient) before timing anything;
 2. runs each activation once and reports that first call on its own ("first call": lazy initialisation,
-   allocator warm-up, any compilation — none of the eager implementations compiles anything);
+   allocator warm-up); loading TeLU's and PWLU's fused CPU kernels (activations/csrc, built once per machine
+   by `make install`) is timed before everything, apart;
 3. times forward+backward (`y = act(x); y.backward(g)`, input and parameter gradients included) for
    `--repeat` rounds, interleaving the activations within each round so that load from other processes
    hits all of them alike, and reports the median;
@@ -59,7 +61,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import activations  # noqa: E402
-from activations import PWLU  # noqa: E402
+from activations import PWLU, _native  # noqa: E402
 
 MB = 2**20
 DEFAULT_SHAPE = "256,64,32,32"
@@ -258,9 +260,19 @@ def _fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
+def _fmt_time(seconds: float) -> str:
+    """µs below a millisecond: the MLP sizes' times are tens of µs."""
+    return f"{seconds * 1e6:.0f}µs" if seconds < 1e-3 else f"{seconds * 1e3:.1f}ms"
+
+
+MLP_SHAPES = ["32,100", "100,100", "256,100"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default=None, help=f"input shape N,C[,H[,W]] (default {DEFAULT_SHAPE})")
+    parser.add_argument("--shape", nargs="+", default=None, help=f"input shapes N,C[,H[,W]], each measured in turn (default {DEFAULT_SHAPE})")
+    parser.add_argument("--sizes", action="store_true", help=f"the MLP sizes {', '.join(MLP_SHAPES)} and the default (or --quick) shape, "
+                        "with a summary of the ratios at every size")
     parser.add_argument("--quick", action="store_true", help=f"the smaller shape {QUICK_SHAPE} and 3 rounds")
     parser.add_argument("--repeat", type=int, default=None, help="timed rounds after the first call (default 5, 3 with --quick)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
@@ -271,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
-    shape = tuple(int(s) for s in (args.shape or (QUICK_SHAPE if args.quick else DEFAULT_SHAPE)).split(","))
-    if len(shape) < 2 or len(shape) > 4:
+    large = QUICK_SHAPE if args.quick else DEFAULT_SHAPE
+    texts = MLP_SHAPES + [large] if args.sizes else (args.shape or [large])
+    shapes = [tuple(int(s) for s in text.split(",")) for text in texts]
+    if any(len(shape) < 2 or len(shape) > 4 for shape in shapes):
         parser.error("--shape needs 2 to 4 dimensions N,C[,H[,W]]")
     repeat = args.repeat or (3 if args.quick else 5)
     if args.threads:
@@ -285,6 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"--only: unknown {', '.join(unknown)}; valid: {', '.join(all_names)}")
         names = [n for n in all_names if n in args.only]
+
+    # What a process pays once, reported apart from every first call below: loading TeLU's and PWLU's fused
+    # CPU kernels (building them, the first time on a machine: `make install` does it ahead).
+    start = time.perf_counter()
+    kernels = _native.ops()
+    loaded = time.perf_counter() - start
+    print(f"fused CPU kernels: {'loaded in ' + _fmt_time(loaded) if kernels is not None else 'unavailable here: eager paths'} "
+          f"(once per process; built once per machine)")
+    summary = []
+    for shape in shapes:
+        summary.append((shape, measure(shape, names, device, repeat, args.no_memory)))
+        print()
+    if len(summary) > 1:
+        keys = [key for key in ("pwlu_vs_gelu", "pwlu_vs_relu", "pwlu_vs_straight", "telu_vs_mish") if any(key in r for _, r in summary)]
+        print("summary: time ratios at every size (wall-time medians)")
+        print(f"{'shape':<16}" + "".join(f"{k.replace('_vs_', ' / '):>22}" for k in keys))
+        for shape, ratios in summary:
+            print(f"{'×'.join(map(str, shape)):<16}" + "".join(f"{_fmt_ratio(ratios.get(k)):>22}" for k in keys))
+        print("targets: PWLU / GELU ≤ 3 (CPU) at every size; PWLU / straightforward ≤ 0.125 (≥ 8× faster) at the large size; "
+              "TeLU / Mish ≤ 1")
+    return 0
+
+
+def measure(shape, names, device, repeat, no_memory) -> dict[str, float]:
+    """Times and memory of every activation at one shape, printed; returns the time ratios."""
 
     generator = torch.Generator().manual_seed(0)
     modules = build(names, shape, device, generator)
@@ -320,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     kept: dict[str, int | None] = {}
     peak: dict[str, int | None] = {}
     for name, module in modules.items():
-        if args.no_memory:
+        if no_memory:
             kept[name] = peak[name] = None
             continue
         kept[name] = kept_bytes(module, x)
@@ -336,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'activation':<22}{'first call':>11}{'fwd+bwd':>10}{'min':>9}{'cpu':>9}{'×relu':>7}{'kept MiB':>10}{'peak MiB':>10}{'peak/x':>8}")
     for name in modules:
         print(
-            f"{name:<22}{first[name] * 1e3:>9.1f}ms{median[name] * 1e3:>8.1f}ms{min(times[name]) * 1e3:>7.1f}ms"
-            f"{cpu_median[name] * 1e3:>7.1f}ms{(median[name] / ref if ref else float('nan')):>7.2f}"
+            f"{name:<22}{_fmt_time(first[name]):>11}{_fmt_time(median[name]):>10}{_fmt_time(min(times[name])):>9}"
+            f"{_fmt_time(cpu_median[name]):>9}{(median[name] / ref if ref else float('nan')):>7.2f}"
             f"{mib(kept[name]):>10.1f}{mib(peak[name]):>10.1f}{mib(peak[name]) / tensor_mb:>8.2f}"
         )
     print(f"fwd+bwd: median wall time of {repeat} interleaved rounds ({timed:.1f} s in all); min: the fastest round; cpu: median "
@@ -380,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_text = f"({cpu_value:.2f})" if cpu_value is not None else ""
         print(f"{label:<44}{_fmt_ratio(value):>9}{cpu_text:>8}  {text} {verdict}{extra}")
     print("verdicts are on the wall-time medians; (cpu) is the same ratio of CPU time, steadier on a busy machine")
-    return 0
+    return {key: value for key, value in (("pwlu_vs_gelu", ratio("pwlu", "gelu", median)), ("pwlu_vs_relu", ratio("pwlu", "relu", median)),
+                                          ("pwlu_vs_straight", ratio("pwlu", "pwlu_straightforward", median)),
+                                          ("telu_vs_mish", ratio("telu", "mish", median))) if value is not None}
 
 
 if __name__ == "__main__":
