@@ -75,7 +75,11 @@ def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
     channels = list(range(min(max_channels, len(last["left_bound"])))) if channelwise else [None]
     cols = min(2, len(channels))
     rows = -(-len(channels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False, constrained_layout=True)
+    width, height = 5.2 * cols, 3.8 * rows
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    # Fixed margins in inches, not constrained_layout: its solver took half of each figure's time, and every
+    # PWLU trial draws one per layer when it ends (bench/trial.py, "final artifacts").
+    fig.subplots_adjust(left=0.65 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.25, hspace=0.4)
     for ax in axes.flat[len(channels):]:
         ax.set_visible(False)
     picks = _epochs_to_draw(len(history))
@@ -112,7 +116,8 @@ def lslu_series(snap: dict, xs: torch.Tensor) -> torch.Tensor:
 
 def plot_lslu_evolution(history: list[dict], title: str):
     """LSLU's θ_i and ω_i over epochs, and the series' shape at several epochs on top of each other."""
-    fig, (ax_t, ax_o, ax_s) = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    fig, (ax_t, ax_o, ax_s) = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.5 / 3.6, top=1 - 0.65 / 3.6, wspace=0.22)  # see plot_pwlu_evolution
     epochs = [h["epoch"] for h in history]
     for i in range(len(history[-1]["state"]["theta"])):
         ax_t.plot(epochs, [h["state"]["theta"][i] for h in history], marker=".", label=f"θ_{i}")
