@@ -1,14 +1,17 @@
 """The fused CPU kernels (csrc/kernels.cpp): built once per machine, loaded once per process, or None.
 
-`torch.utils.cpp_extension.load` compiles them with the C++ compiler into torch's extension cache
-(`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions) and reuses the build while the source and
-flags are unchanged; `make install` builds them ahead (`python -m activations.build_native`), so trials only load them (milliseconds). Where there
-is no compiler, or the build fails, or `ACTSTUDY_NATIVE=0`, every activation runs its eager path, which
-gives the same results within float tolerance (tests/activations/test_native.py).
+`torch.utils.cpp_extension.load` compiles them with the C++ compiler into a folder of the extension cache
+(`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions) named after a hash of the source, the flags and
+the torch version; once the library is there, processes load it with `torch.ops.load_library` alone —
+no compiler run, no cache lock (a process killed while holding torch's build lock would leave every later
+build waiting). `make install` builds them ahead (`python -m activations.build_native`), so trials only
+load them (milliseconds). Where there is no compiler, or the build fails, or `ACTSTUDY_NATIVE=0`, every
+activation runs its eager path, with the same results within float tolerance (tests/activations/test_native.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -59,15 +62,28 @@ def _flags() -> tuple[str, list[str]]:
     return capability.lower(), ["-O3", f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}", *extra]
 
 
-def _load():
-    # Its import warns "No CUDA runtime is found" on CPU machines: true, and irrelevant to CPU kernels.
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import cpp_extension  # imported here: it is only needed the first time
+def _build_directory(tag: str, flags: list[str]) -> Path:
+    digest = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, torch.__version__]).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    return root / f"actstudy-{tag}-{digest}"
 
+
+def _load():
     tag, flags = _flags()
+    name = f"actstudy_kernels_{tag}"
     start = time.perf_counter()
     try:
-        cpp_extension.load(f"actstudy_kernels_{tag}", sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False)
+        folder = _build_directory(tag, flags)
+        library = folder / f"{name}.so"
+        if library.is_file():
+            torch.ops.load_library(str(library))
+        else:
+            # Its import warns "No CUDA runtime is found" on CPU machines: true, and irrelevant to CPU kernels.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            from torch.utils import cpp_extension  # imported only to build
+
+            folder.mkdir(parents=True, exist_ok=True)
+            cpp_extension.load(name, sources=[str(SOURCE)], extra_cflags=flags, build_directory=str(folder), is_python_module=False)
     except Exception as exc:  # no compiler, a read-only cache, a failed build: the eager paths serve
         lines = str(exc).strip().splitlines() or [""]
         detail = next((line for line in lines if "error:" in line), lines[-1])  # the compiler's first error

@@ -127,9 +127,9 @@ Table build_table(const Tensor& lb, const Tensor& rb, const Tensor& points, cons
   tab.channels = points.size(0);
   tab.n = points.size(1) - 1;
   const int64_t c_count = tab.channels, n = tab.n, m = n + 2;
-  const Tensor p = points.contiguous();
-  const T *pl = lb.const_data_ptr<T>(), *pr = rb.const_data_ptr<T>(), *pp = p.const_data_ptr<T>();
-  const T *pkl = kl.const_data_ptr<T>(), *pkr = kr.const_data_ptr<T>();
+  const Tensor p = points.contiguous(), lbc = lb.contiguous(), rbc = rb.contiguous(), klc = kl.contiguous(), krc = kr.contiguous();
+  const T *pl = lbc.const_data_ptr<T>(), *pr = rbc.const_data_ptr<T>(), *pp = p.const_data_ptr<T>();
+  const T *pkl = klc.const_data_ptr<T>(), *pkr = krc.const_data_ptr<T>();
   tab.inv_width.resize(c_count), tab.shift.resize(c_count), tab.width.resize(c_count), tab.step.resize(c_count);
   tab.a1.resize(c_count * m), tab.s.resize(c_count * m);
   for (int64_t c = 0; c < c_count; ++c) {
@@ -355,7 +355,8 @@ std::vector<Tensor> pwlu_backward(const Tensor& g3, const Tensor& x3, const Tens
     const auto opts = points.options();
     Tensor g_lb = at::empty({C}, opts), g_rb = at::empty({C}, opts), g_p = at::empty({C, n + 1}, opts);
     Tensor g_kl = at::empty({C}, opts), g_kr = at::empty({C}, opts);
-    const T *pl = lb.const_data_ptr<T>(), *pr = rb.const_data_ptr<T>(), *pkl = kl.const_data_ptr<T>(), *pkr = kr.const_data_ptr<T>();
+    const Tensor lbc = lb.contiguous(), rbc = rb.contiguous(), klc = kl.contiguous(), krc = kr.contiguous();
+    const T *pl = lbc.const_data_ptr<T>(), *pr = rbc.const_data_ptr<T>(), *pkl = klc.const_data_ptr<T>(), *pkr = krc.const_data_ptr<T>();
     std::vector<double> g0(m), gt(m), dp(n + 1);
     for (int64_t c = 0; c < C; ++c) {
       for (int64_t k = 0; k < m; ++k) {
