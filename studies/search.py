@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 from optuna.distributions import FloatDistribution
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -121,6 +123,25 @@ def _lost(t: FrozenTrial) -> bool:
     return t.state == TrialState.FAIL and OUTCOME not in t.user_attrs
 
 
+# A database that restarts, or a proxy that drops connections, fails the statement in flight: Optuna's
+# RDBStorage raises StorageInternalError (a failed commit) or SQLAlchemy's OperationalError. A new
+# connection from the pool serves the next attempt (pool_pre_ping discards the dead ones).
+_TRANSIENT = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+STORAGE_ATTEMPTS = 6  # 0.25 + 0.5 + 1 + 2 + 4 s of waiting in all
+
+
+def _with_retries(action: Callable[[int], object], what: str):
+    """action(attempt) until it gets through a transient storage error, at most STORAGE_ATTEMPTS times."""
+    for attempt in range(STORAGE_ATTEMPTS):
+        try:
+            return action(attempt)
+        except _TRANSIENT as exc:
+            if attempt == STORAGE_ATTEMPTS - 1:
+                raise
+            log.warning("Optuna storage: %s failed (%s), retrying", what, type(exc).__name__)
+            time.sleep(0.25 * 2**attempt)
+
+
 def _quietly(fn):
     with warnings.catch_warnings():  # Optuna's retry helpers are marked experimental; nothing to act on
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -186,11 +207,11 @@ class PerActivationSearcher(Searcher):
         # Seeded by the place of the next new trial in the budget: trials lost with a driver do not count,
         # so an interrupted search suggests what an uninterrupted one does (a queued retry keeps its parameters).
         study = self._studies[label]
-        place = sum(1 for t in study.get_trials(deepcopy=False) if not _lost(t))
+        place = _with_retries(lambda _: sum(1 for t in study.get_trials(deepcopy=False) if not _lost(t)), "reading the trials")
         study.sampler = make_sampler(self.spec, label, place)
-        trial = study.ask(dict(self.space))
+        trial = _with_retries(lambda _: study.ask(dict(self.space)), "asking for a trial")
         if ROOT not in trial.user_attrs:
-            trial.set_user_attr(ROOT, trial.number)
+            _with_retries(lambda _: trial.set_user_attr(ROOT, trial.number), "marking a trial")
         self.asked[trial_id] = (label, trial)
         name, params = self.params[label]
         return {"label": label, "activation": name, "activation_params": dict(params),
@@ -204,13 +225,18 @@ class PerActivationSearcher(Searcher):
         status = outcome(result, self.epochs, error)
         value = (result or {}).get(METRIC)
         value = float(value) if value is not None and math.isfinite(value) else None
-        trial.set_user_attr(OUTCOME, {"status": status, "epochs": int((result or {}).get("epoch", 0)),
-                                      "val_acc": None if status == "diverged" else value})
+        record = {"status": status, "epochs": int((result or {}).get("epoch", 0)), "val_acc": None if status == "diverged" else value}
+        _with_retries(lambda _: trial.set_user_attr(OUTCOME, record), "recording a trial's outcome")
         state = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
+
+        def tell(attempt: int) -> None:
+            # A retry may find the trial told already: the failed attempt's commit can have gone through.
+            self._studies[label].tell(trial, value if state == TrialState.COMPLETE else None, state=state, skip_if_finished=attempt > 0)
+
         try:
-            self._studies[label].tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+            _with_retries(tell, "telling a trial's result")
         except RuntimeError as exc:  # GridSampler calls Study.stop() once its grid is spent: not in ask-and-tell
             if "Study.stop" not in str(exc):
                 raise
@@ -222,7 +248,8 @@ class PerActivationSearcher(Searcher):
         for label in self.labels:
             out[label] = [TrialSummary(number=t.number, key=trial_key(self.spec, label, t.user_attrs.get(ROOT, t.number)),
                                        lr=t.params["lr"], l2=t.params["l2"], **t.user_attrs[OUTCOME])
-                          for t in self._studies[label].get_trials(deepcopy=False) if OUTCOME in t.user_attrs]
+                          for t in _with_retries(lambda _: self._studies[label].get_trials(deepcopy=False), "reading the trials")
+                          if OUTCOME in t.user_attrs]
         return out
 
     def studies(self) -> dict[str, optuna.Study]:
