@@ -57,9 +57,11 @@ def supports(x: torch.Tensor) -> bool:
 def _flags() -> tuple[str, list[str]]:
     capability = torch.backends.cpu.get_cpu_capability()
     extra = _CAPABILITY_FLAGS.get(capability)
+    # -fopenmp: at::parallel_for is OpenMP pragmas in torch's headers, ignored without it (one thread); the
+    # library then needs libgomp.so.1, which resolves to the one torch has loaded already.
     if extra is None:  # the portable vector code: no capability macro
-        return "default", ["-O3"]
-    return capability.lower(), ["-O3", f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}", *extra]
+        return "default", ["-O3", "-fopenmp"]
+    return capability.lower(), ["-O3", "-fopenmp", f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}", *extra]
 
 
 def _build_directory(tag: str, flags: list[str]) -> Path:
@@ -83,7 +85,8 @@ def _load():
             from torch.utils import cpp_extension  # imported only to build
 
             folder.mkdir(parents=True, exist_ok=True)
-            cpp_extension.load(name, sources=[str(SOURCE)], extra_cflags=flags, build_directory=str(folder), is_python_module=False)
+            cpp_extension.load(name, sources=[str(SOURCE)], extra_cflags=flags, extra_ldflags=["-fopenmp"],
+                               build_directory=str(folder), is_python_module=False)
     except Exception as exc:  # no compiler, a read-only cache, a failed build: the eager paths serve
         lines = str(exc).strip().splitlines() or [""]
         detail = next((line for line in lines if "error:" in line), lines[-1])  # the compiler's first error
