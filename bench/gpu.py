@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if "parity" not in args.skip:
         rows, ok = parity(device)
         report["parity"] = rows
-        print(f"\n1. parity against float64 on the CPU (largest error relative to the largest reference value)")
+        print("\n1. parity against float64 on the CPU (largest error relative to the largest reference value)")
         print(f"   {'activation':<12} {'precision':<6} {'error':>9}  {'tolerance':>9}  worst tensor")
         for r in rows:
             print(f"   {r['activation']:<12} {r['precision']:<6} {r['error']:9.2e}  {r['rtol']:9.0e}  {r['worst']}{'' if r['ok'] else '   FAILED'}")
