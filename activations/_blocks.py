@@ -48,6 +48,11 @@ class Workspace:
         return self.flat(key, dtype, step).as_strided(like.shape, strides)
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the fast paths compute in: float32 for half inputs (t and the lines need more bits), else dtype."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def flat_in_memory_order(t: torch.Tensor) -> torch.Tensor | None:
     """A 1-D view of t in memory order when t is dense (contiguous, channels-last, …), else None."""
     if t.is_contiguous():

@@ -49,9 +49,9 @@ def ops():
     return _state["ops"]
 
 
-def supports(x: torch.Tensor) -> bool:
-    """Whether the kernels take x: a float32 or float64 CPU tensor, with the kernels available."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and ops() is not None
+def ops_for(x: torch.Tensor):
+    """ops() when the kernels take x (a float32 or float64 CPU tensor), else None."""
+    return ops() if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) else None
 
 
 def _flags() -> tuple[str, list[str]]:

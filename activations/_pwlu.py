@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from activations import _native
-from activations._blocks import Workspace, block_size, flat_in_memory_order
+from activations._blocks import Workspace, block_size, compute_dtype, flat_in_memory_order
 
 _MIN_WIDTH = 1e-3  # realigned bounds never collapse: a constant input would otherwise give B_L == B_R
 _STD_EPS = 1e-5
@@ -131,10 +131,8 @@ class _SegmentLookup(torch.autograd.Function):
 
 def _eager_phase2(x, left_bound, right_bound, points, left_slope, right_slope, channelwise):
     """Phase II PWLU in eager ops: line tables built with autograd, then `_SegmentLookup`."""
-    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    n = points.shape[1] - 1
-    lo, inv_width, intercept, slope = _line_tables(left_bound, right_bound, points, left_slope, right_slope, dtype)
-    return _SegmentLookup.apply(x, lo, inv_width, intercept, slope, n, channelwise)
+    lo, inv_width, intercept, slope = _line_tables(left_bound, right_bound, points, left_slope, right_slope, compute_dtype(x.dtype))
+    return _SegmentLookup.apply(x, lo, inv_width, intercept, slope, points.shape[1] - 1, channelwise)
 
 
 def _line_tables(left_bound, right_bound, points, left_slope, right_slope, dtype):
@@ -292,9 +290,10 @@ class PWLU(nn.Module):
             if self.training:
                 self._collect(x.detach())
             return F.relu(x)
-        if x.dtype == self.points.dtype and self.channels * (self.segments + 2) <= _NATIVE_MAX_TABLE and _native.supports(x):
+        kernels = _native.ops_for(x)
+        if kernels is not None and x.dtype == self.points.dtype and self.channels * (self.segments + 2) <= _NATIVE_MAX_TABLE:
             # The fused CPU kernels, backward node included (activations/csrc/kernels.cpp).
-            return _native.ops().pwlu(x, *self._phase2_parameters(), self.channelwise, _MIN_WIDTH)
+            return kernels.pwlu(x, *self._phase2_parameters(), self.channelwise, _MIN_WIDTH)
         return _eager_phase2(x, *self._phase2_parameters(), self.channelwise)
 
     def _phase2_parameters(self):

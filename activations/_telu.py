@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from activations import _native
-from activations._blocks import Workspace, block_size, flat_in_memory_order
+from activations._blocks import Workspace, block_size, compute_dtype, flat_in_memory_order
 
 # tanh(e^x) == 1 exactly in float64 (and every narrower type) once x >= 10, and the derivative term
 # x·e^x·sech²(e^x) underflows to 0 there. Clamping exp's argument keeps e^x finite (float16 overflows
@@ -54,7 +54,7 @@ class _TeLUFunction(torch.autograd.Function):
         near_zero = 2 * torch.finfo(y.dtype).tiny  # |x| below it: y is subnormal (or 0), y / x imprecise
         # e^(−2eˣ) stays normal up to x = ln(−ln(tiny)/2): 3.77 in float32, 5.87 in float64, where tanh(eˣ)
         # is 1 in the dtype.
-        bracket_clamp = math.log(-math.log(torch.finfo(_compute_dtype(x.dtype)).tiny) / 2) - 0.01
+        bracket_clamp = math.log(-math.log(torch.finfo(compute_dtype(x.dtype)).tiny) / 2) - 0.01
         return _blockwise(
             lambda xb, yb, gb, out, work: _slope_block(xb, yb, gb, out, work, near_zero, bracket_clamp),
             x,
@@ -97,7 +97,7 @@ def _blockwise(kernel, x, *others):
     for t in others:
         flat = flat_in_memory_order(t) if t.stride() == x.stride() else None
         flats.append(flat if flat is not None else flat_in_memory_order(torch.empty_like(x).copy_(t)))  # e.g. a sum()'s expanded grad
-    dtype = _compute_dtype(x.dtype)
+    dtype = compute_dtype(x.dtype)
     block = block_size(x.device)
     workspace = Workspace(x.device)
     out = torch.empty_like(x)
@@ -114,14 +114,11 @@ def _blockwise(kernel, x, *others):
     return out
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def telu(x: torch.Tensor) -> torch.Tensor:
     """TeLU(x) = x·tanh(eˣ), finite with finite gradients for every finite input."""
-    if _native.supports(x):  # the fused CPU kernels, backward node included (activations/csrc/kernels.cpp)
-        return _native.ops().telu(x)
+    kernels = _native.ops_for(x)
+    if kernels is not None:  # the fused CPU kernels, backward node included (activations/csrc/kernels.cpp)
+        return kernels.telu(x)
     return _TeLUFunction.apply(x)
 
 

@@ -22,6 +22,7 @@ MAX_BATCH_SIZE = 8192
 # Types shared with the study spec's dataset and model sections (the names come from the registries).
 DatasetName = Literal[DATASETS]
 ModelName = Literal[MODELS]
+Precision = Literal["fp32", "bf16", "fp16"]  # workers.precision maps these to autocast dtypes
 ValFraction = Annotated[float, Field(gt=0, le=0.5, description="of the training data, held out for validation")]
 # A JSON list is taken for the tuple; its items are strict integers.
 Hidden = Annotated[tuple[Annotated[int, Field(ge=1, le=4096, strict=True)], ...],
@@ -44,7 +45,7 @@ class TrainingOptions(BaseModel):
     l2_all: bool = Field(False, description="also penalise biases, norm layers and activation parameters")
     augment: bool | None = Field(None, description="CIFAR crop + flip; unset: on for cifar10/100 only")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss's targets")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
+    precision: Precision = Field(
         "fp32", description="forward passes under autocast to bf16 or fp16 (fp16 with a loss scaler); weights stay fp32"
     )
 

@@ -12,10 +12,13 @@ skips the steps whose gradients overflowed. bf16 has float32's range and needs n
 from __future__ import annotations
 
 import contextlib
+import typing
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from workers.config import Precision
+
+PRECISIONS = typing.get_args(Precision)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

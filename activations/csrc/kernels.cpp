@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <utility>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -435,16 +436,23 @@ Tensor view3(const Tensor& t, int64_t channels, bool channelwise) {
   return {};
 }
 
+// y = PWLU(x), and the tensor the kernel read: x, or a contiguous copy when x's layout has no (P, C, L) view.
+std::pair<Tensor, Tensor> pwlu_apply(const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points, const Tensor& kl,
+                                     const Tensor& kr, bool channelwise, double min_width) {
+  const int64_t channels = points.size(0);
+  Tensor source = x, x3 = view3(x, channels, channelwise);
+  if (!x3.defined()) source = x.contiguous(), x3 = view3(source, channels, channelwise);
+  Tensor y = at::empty_like(source);
+  pwlu_forward(x3, view3(y, channels, channelwise), lb, rb, points, kl, kr, min_width);
+  return {source, y};
+}
+
 // PWLU with its backward node in C++ (the Python autograd.Function around the same two kernels cost
 // several times the kernels themselves at MLP sizes). Saved: the input and the parameters.
 struct PWLUFunction : public torch::autograd::Function<PWLUFunction> {
   static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points,
                         const Tensor& kl, const Tensor& kr, bool channelwise, double min_width) {
-    const int64_t channels = points.size(0);
-    Tensor source = x, x3 = view3(x, channels, channelwise);
-    if (!x3.defined()) source = x.contiguous(), x3 = view3(source, channels, channelwise);
-    Tensor y = at::empty_like(source);
-    pwlu_forward(x3, view3(y, channels, channelwise), lb, rb, points, kl, kr, min_width);
+    auto [source, y] = pwlu_apply(x, lb, rb, points, kl, kr, channelwise, min_width);
     ctx->save_for_backward({source, lb, rb, points, kl, kr});
     ctx->saved_data["channelwise"] = channelwise;
     ctx->saved_data["min_width"] = min_width;
@@ -472,12 +480,7 @@ struct PWLUFunction : public torch::autograd::Function<PWLUFunction> {
 
 Tensor pwlu_inference(const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points, const Tensor& kl, const Tensor& kr,
                       bool channelwise, double min_width) {
-  const int64_t channels = points.size(0);
-  Tensor source = x, x3 = view3(x, channels, channelwise);
-  if (!x3.defined()) source = x.contiguous(), x3 = view3(source, channels, channelwise);
-  Tensor y = at::empty_like(source);
-  pwlu_forward(x3, view3(y, channels, channelwise), lb, rb, points, kl, kr, min_width);
-  return y;
+  return pwlu_apply(x, lb, rb, points, kl, kr, channelwise, min_width).second;
 }
 
 Tensor pwlu_autograd(const Tensor& x, const Tensor& lb, const Tensor& rb, const Tensor& points, const Tensor& kl, const Tensor& kr,
@@ -491,21 +494,11 @@ TORCH_LIBRARY(actstudy, m) {
   m.def("telu(Tensor x) -> Tensor");
   m.def("pwlu(Tensor x, Tensor left_bound, Tensor right_bound, Tensor points, Tensor left_slope, Tensor right_slope, "
         "bool channelwise, float min_width) -> Tensor");
-  m.def("telu_forward(Tensor x) -> Tensor");
-  m.def("telu_backward(Tensor grad, Tensor x) -> Tensor");
-  m.def("pwlu_forward(Tensor x3, Tensor(a!) y3, Tensor left_bound, Tensor right_bound, Tensor points, Tensor left_slope, "
-        "Tensor right_slope, float min_width) -> ()");
-  m.def("pwlu_backward(Tensor grad3, Tensor x3, Tensor(a!) grad_x3, Tensor left_bound, Tensor right_bound, Tensor points, "
-        "Tensor left_slope, Tensor right_slope, float min_width) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(actstudy, CPU, m) {
   m.impl("telu", &telu_forward);
   m.impl("pwlu", &pwlu_inference);
-  m.impl("telu_forward", &telu_forward);
-  m.impl("telu_backward", &telu_backward);
-  m.impl("pwlu_forward", &pwlu_forward);
-  m.impl("pwlu_backward", &pwlu_backward);
 }
 
 TORCH_LIBRARY_IMPL(actstudy, Autograd, m) {
