@@ -59,7 +59,7 @@ class LSLU(nn.Module):
             return y if bias is None else y + bias
         return _CONV[self.spatial_dims](x, weight, bias, padding=self.terms, groups=self.num_features)
 
-    def fuse(self) -> "LSLU":
+    def fuse(self) -> LSLU:
         """Inference with the BatchNorm folded into the kernel and a bias (one pass instead of two); eval mode.
 
         The folded kernel is derived from the weights and running statistics at each call (a few ops on C
@@ -68,7 +68,7 @@ class LSLU(nn.Module):
         self.fused = True
         return self.eval()
 
-    def train(self, mode: bool = True) -> "LSLU":
+    def train(self, mode: bool = True) -> LSLU:
         if mode:
             self.fused = False
         return super().train(mode)

@@ -211,18 +211,18 @@ def _arranged(x, channels, channelwise):
 
 def _blocks(x3):
     """Index tuples that cut a (P, C, L) tensor into blocks of about `block_size` elements."""
-    p, c, l = x3.shape
+    p, c, length = x3.shape
     block = block_size(x3.device)
-    if p * c * l == 0:
+    if p * c * length == 0:
         return
-    if c * l <= block:
-        rows = block // (c * l)
+    if c * length <= block:
+        rows = block // (c * length)
         for p0 in range(0, p, rows):
             yield (slice(p0, p0 + rows),)
     else:
         cols = max(1, block // c)
         for p0 in range(p):
-            for l0 in range(0, l, cols):
+            for l0 in range(0, length, cols):
                 yield (slice(p0, p0 + 1), slice(None), slice(l0, l0 + cols))
 
 

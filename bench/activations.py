@@ -145,7 +145,7 @@ def _check_agreement(fast: nn.Module, slow: nn.Module, shape, device, dtype, tol
         y.backward(grad)
         results.append([y.detach(), xi.grad] + [p.grad.clone() for p in fast.parameters()])
     names = ["output", "x.grad"] + [n for n, _ in fast.named_parameters()]
-    for name, a, b in zip(names, *results):
+    for name, a, b in zip(names, *results, strict=False):
         scale = max(1.0, b.abs().max().item())
         if not torch.allclose(a, b, rtol=tol, atol=tol * scale):
             raise AssertionError(

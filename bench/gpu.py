@@ -136,7 +136,7 @@ def activation_speed(device: torch.device, shapes: list[tuple[int, ...]], rounds
         def once(n):
             _sync(device)
             start = time.perf_counter()
-            modules[n](x).backward(g)
+            modules[n](x).backward(g)  # noqa: B023 — timed within the same iteration
             _sync(device)
             return time.perf_counter() - start
 
@@ -167,7 +167,7 @@ def resnet_epoch(device: torch.device, images: int, batch_size: int) -> dict:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         x_all = data.contiguous(memory_format=memory_format)
 
-        def step(i):
+        def step(i, x_all=x_all, model=model, optimizer=optimizer, precision=precision):
             xb, yb = x_all[i : i + batch_size], labels[i : i + batch_size]
             with autocast(precision, device):
                 loss = F.cross_entropy(model(xb), yb)
@@ -212,8 +212,9 @@ def _study_spec(share: float, device: torch.device, quick: bool):
 def studies_per_share(device: torch.device, shares: list[float], quick: bool) -> list[dict]:
     import ray
 
-    from studies.local_services import start_mlflow
-    from studies.runner import ensure_ray, run_study
+    from studies.execution import ensure_ray
+    from studies.local import start_mlflow
+    from studies.runner import run_study
 
     workdir = Path(tempfile.mkdtemp(prefix="actstudy-gpu-"))
     rows = []

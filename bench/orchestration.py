@@ -16,9 +16,9 @@ What it does, on the same cores, one after the other:
    does not depend on earlier results, so these are the configurations the runner will run);
 2. the plain loop: `workers.train.train(TrialConfig(...))` for each configuration, one after the other, in
    this process, torch on one thread — no Ray, no Optuna, no MLflow;
-3. the study runner: starts an MLflow server (`studies.local_services.start_mlflow`) and a local Ray
-   (`studies.runner.ensure_ray`), opens the study's MLflow runs (`StudyRuns.open`), then runs the search
-   phase exactly as `actstudy run` does (`studies.runner.run_search`: one Tune experiment, as many
+3. the study runner: starts an MLflow server (`studies.local.start_mlflow`) and a local Ray
+   (`studies.execution.ensure_ray`), opens the study's MLflow runs (`StudyRuns.open`), then runs the search
+   phase exactly as `actstudy run` does (`studies.search.run_search`: one Tune experiment, as many
    concurrent trials as the CPUs fit, every epoch logged to MLflow, a checkpoint every 5 epochs). The
    confirmation phase is not run. Afterwards it checks that Tune ran the same configurations and that
    MLflow holds one finished run with every epoch for each trial;
@@ -243,11 +243,10 @@ def study_runner(spec: StudySpec, workdir: Path, *, reuse_actors: bool = True) -
     import ray
     from ray.tune.execution.tune_controller import TuneController
 
-    from studies import runner, search_phase
-    from studies.execution import StudyContext, StudyPaths
-    from studies.local_services import start_mlflow
-    from studies.search import open_storage
-    from studies.study_mlflow import StudyRuns
+    from studies.execution import StudyContext, StudyPaths, ensure_ray
+    from studies.local import start_mlflow
+    from studies.mlflow import StudyRuns
+    from studies.search import open_storage, run_search
 
     out: dict = {"load_before": os.getloadavg()[0]}
     t0 = time.perf_counter()
@@ -255,7 +254,7 @@ def study_runner(spec: StudySpec, workdir: Path, *, reuse_actors: bool = True) -
     out["mlflow_start_s"] = time.perf_counter() - t0
     try:
         t0 = time.perf_counter()
-        runner.ensure_ray("local")  # a Ray of our own, never another session's
+        ensure_ray("local")  # a Ray of our own, never another session's
         out["ray_start_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         study_id = "bench"
@@ -265,21 +264,17 @@ def study_runner(spec: StudySpec, workdir: Path, *, reuse_actors: bool = True) -
         ctx = StudyContext(spec, study_id, paths, runs, mlflow.url)
         searcher = PerActivationSearcher(spec, study_id, open_storage(paths.optuna))
         out["open_runs_s"] = time.perf_counter() - t0
-        original = search_phase.tune.TuneConfig
         saves = _time_calls(TuneController, "checkpoint")  # Tune saving its experiment state, in the driver
-        if not reuse_actors:
-            search_phase.tune.TuneConfig = lambda **kw: original(**{**kw, "reuse_actors": False})
         try:
             cpu = CpuSampler(mlflow.process.pid)
             out["search_started"] = time.time()
             t0 = time.perf_counter()
-            trials = search_phase.run_search(ctx, searcher)
+            trials = run_search(ctx, searcher, reuse_actors=reuse_actors)
             out["search_s"] = time.perf_counter() - t0
             out["search_ended"] = time.time()
             out["cpu_s"] = cpu.stop()
             out["ray_cpu_by_process"] = cpu.ray_by_name
         finally:
-            search_phase.tune.TuneConfig = original
             saves.undo()
         out["state_saves"] = {"calls": saves.calls, "seconds": saves.seconds}
         out["trials"] = trials

@@ -152,7 +152,7 @@ def main() -> int:
     spec_path = work / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(make_spec(activations, trials, epochs, seed=0)))
 
-    from studies.local_services import free_port, start_mlflow
+    from studies.local import free_port, start_mlflow
     from workers.data import load_dataset
 
     warm = None
@@ -178,10 +178,10 @@ def main() -> int:
 
     one = [r["trials_per_min"] for r in results if r["nodes"] == 1]
     two = [r["trials_per_min"] for r in results if r["nodes"] == 2]
-    ratios = [b / a for a, b in zip(one, two)]
+    ratios = [b / a for a, b in zip(one, two, strict=False)]
     ratio = statistics.mean(ratios)
     wall_ratio = statistics.mean(a["command_wall_s"] / b["command_wall_s"]
-                                 for a, b in zip(results[0::2], results[1::2]))
+                                 for a, b in zip(results[0::2], results[1::2], strict=False))
     print()
     print(f"{'nodes':>5} {'trials/min':>11} {'span s':>8} {'mean trial s':>13} {'at once':>8} {'command s':>10}")
     for nodes in (1, 2):

@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestration import BOOKKEEPING_TARGET, CpuSampler, trial_cpu_s  # noqa: E402
 
-from studies.local_services import start_mlflow  # noqa: E402
-from studies.runner import ensure_ray, run_study  # noqa: E402
+from studies.execution import ensure_ray  # noqa: E402
+from studies.local import start_mlflow  # noqa: E402
+from studies.runner import run_study  # noqa: E402
 from studies.spec import load_spec  # noqa: E402
 
 

@@ -16,7 +16,7 @@ What it does, in one process, on one CPU thread (a trial's default, `TrialConfig
    - setup: `build_model` and `make_optimizer`;
    - evaluation: `evaluate` on the validation split (and the test split with --evaluate-test);
    - probes: `snapshots` (the per-epoch state of every learnable activation);
-   - reporting: an `on_epoch` hook doing what `workers.trainable.run_trial` and the studies' MLflow
+   - reporting: an `on_epoch` hook doing what `workers.trial.run_trial` and the studies' MLflow
      recorder do per epoch, minus the network: the flat metrics serialised to JSON (the Tune report),
      the MLflow `LogBatch` request body built exactly as MLflow's REST store builds it (metrics plus the
      activations' evolution series), and a checkpoint (`TrainState.save` into a temporary folder, then
@@ -68,12 +68,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activations import _native as activations_native  # noqa: E402
 import workers.train as wt  # noqa: E402
-from workers.data import Dataset, batches, load_dataset  # noqa: E402
-from workers.data import _load, _mnist1d  # noqa: E402
+from activations import _native as activations_native  # noqa: E402
+from workers.data import Dataset, _load, _mnist1d, batches, load_dataset  # noqa: E402  # noqa: E402
 from workers.models import build_model  # noqa: E402
-from workers.trainable import CHECKPOINT_EVERY, flat_metrics  # noqa: E402
+from workers.trial import CHECKPOINT_EVERY, flat_metrics  # noqa: E402
 
 SECTIONS = ("data load", "batches", "setup", "evaluation", "probes", "reporting", "checkpoint", "final artifacts")
 STEP = "forward/backward/step"
@@ -134,7 +133,7 @@ def reporting_hook(clock: Clock, cfg: wt.TrialConfig, storage: Path, evolution: 
     from mlflow.protos.service_pb2 import LogBatch
     from mlflow.utils.proto_json_utils import message_to_json
 
-    from studies.tracking import EPOCH_METRICS, evolution_metrics
+    from studies.mlflow.layout import EPOCH_METRICS, evolution_metrics
 
     def on_epoch(record: dict, state: Callable[[], wt.TrainState]) -> None:
         epoch = record["epoch"]
@@ -157,15 +156,13 @@ def reporting_hook(clock: Clock, cfg: wt.TrialConfig, storage: Path, evolution: 
 
 def final_artifacts(evolution: dict, folder: Path) -> None:
     """The recorder's end-of-trial upload, to a local folder: evolution JSON and plot per layer."""
-    from studies.plots import plot_evolution, plt
-    from studies.tracking import activation_kind, sanitize
+    from studies.mlflow.layout import activation_kind, sanitize
+    from studies.report import plot_evolution, save
 
     for layer, history in evolution.items():
         kind = activation_kind(history[-1]["state"])
         (folder / f"{sanitize(layer)}.json").write_text(json.dumps({"layer": layer, "kind": kind, "history": history}))
-        fig = plot_evolution(kind, history, layer)
-        fig.savefig(folder / f"{sanitize(layer)}.png", dpi=90)
-        plt.close(fig)
+        save(plot_evolution(kind, history, layer), folder / f"{sanitize(layer)}.png", dpi=90)
 
 
 def breakdown(cfg: wt.TrialConfig) -> dict[str, float]:
@@ -204,7 +201,7 @@ def breakdown(cfg: wt.TrialConfig) -> dict[str, float]:
     return spent
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def timer_overhead() -> float:
     """Seconds one timed section adds (enter, exit, bookkeeping), measured on empty sections."""
     clock, n = Clock(torch.device("cpu")), 20_000
@@ -215,7 +212,7 @@ def timer_overhead() -> float:
     return (time.perf_counter() - start) / n
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dataset(name: str, seed: int) -> Dataset:
     return load_dataset(name, seed=seed)
 
@@ -223,8 +220,8 @@ def _dataset(name: str, seed: int) -> Dataset:
 def import_times() -> dict[str, float]:
     """What a fresh worker process pays once: the reporting hook's libraries and torch's lazy imports."""
     out = {}
-    for label, module in (("mlflow", "mlflow.protos.service_pb2"), ("studies.tracking", "studies.tracking"),
-                          ("matplotlib (studies.plots)", "studies.plots")):
+    for label, module in (("mlflow", "mlflow.protos.service_pb2"), ("studies.mlflow", "studies.mlflow"),
+                          ("matplotlib (studies.report)", "studies.report")):
         start = time.perf_counter()
         importlib.import_module(module)
         out[label] = time.perf_counter() - start

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 
 import httpx
 from rich.console import Console
 from rich.live import Live
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, stop_never, wait_fixed
 
 from service.models import StudyPublic, StudyResultsPublic
-from studies.errors import describe
-from studies.schema import StudyStatus
+from studies.spec import StudyStatus, describe
 
 
 class ApiError(RuntimeError):
@@ -25,7 +24,7 @@ class Client:
         self.url = url
 
     @classmethod
-    def from_env(cls) -> "Client":
+    def from_env(cls) -> Client:
         return cls(os.environ.get("ACTSTUDY_URL", "http://127.0.0.1:8000"), os.environ.get("ACTSTUDY_TOKEN"))
 
     def _call(self, method: str, path: str, **kw) -> dict:
@@ -59,24 +58,26 @@ class Client:
     def wait(self, study_id: str, *, console: Console | None = None, poll_s: float = 1.0,
              timeout_s: float | None = None) -> StudyPublic:
         """Follow a study until it ends, with a live progress table when a console is given."""
-        from studies.console import progress_table  # Ray's Tune, through studies.progress: only when drawing
+        from studies.console import progress_table  # Ray Tune, through studies.execution: only when drawing
 
-        deadline = time.monotonic() + timeout_s if timeout_s else None
         live = Live(console=console, refresh_per_second=2) if console else None
+
+        def look() -> StudyPublic:
+            study = self.study(study_id)
+            if live:
+                phase = study.progress.current() if study.progress else None
+                live.update(progress_table(phase, title=f"{study_id}: {study.status}, {phase.phase}") if phase
+                            else f"{study_id}: {study.status} ...")
+            return study
+
         if live:
             live.start()
         try:
-            while True:
-                study = self.study(study_id)
-                if live:
-                    phase = study.progress.current() if study.progress else None
-                    live.update(progress_table(phase, title=f"{study_id}: {study.status}, {phase.phase}") if phase
-                                else f"{study_id}: {study.status} ...")
-                if StudyStatus(study.status).terminal:
-                    return study
-                if deadline and time.monotonic() > deadline:
-                    raise ApiError(f"study {study_id} still {study.status} after {timeout_s:.0f} s")
-                time.sleep(poll_s)
+            return Retrying(stop=stop_after_delay(timeout_s) if timeout_s else stop_never, wait=wait_fixed(poll_s),
+                            retry=retry_if_result(lambda study: not StudyStatus(study.status).terminal))(look)
+        except RetryError as exc:
+            study = exc.last_attempt.result()
+            raise ApiError(f"study {study_id} still {study.status} after {timeout_s:.0f} s") from None
         finally:
             if live:
                 live.stop()

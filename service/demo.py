@@ -8,6 +8,7 @@ to the end, print the ranking and where to browse it, and leave the stack up for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,14 +17,16 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from rich.console import Console
 
 from service.client import Client
 from studies.console import print_results
-from studies.local_services import free_port
+from studies.local import free_port, wait_http
 from studies.spec import load_spec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mnist1d-quick.yaml"
+READY_TIMEOUT_S = 300  # Ray, MLflow and the API on a cold machine
 
 
 def _alive(pid: int) -> bool:
@@ -53,18 +56,12 @@ def start_stack(data_dir: Path, port: int, console: Console) -> tuple[str, int, 
     url = f"http://127.0.0.1:{port}"
     pid_file.write_text(str(proc.pid))
     url_file.write_text(url)
-    deadline = time.monotonic() + 300
     with console.status("waiting for Ray, MLflow and the API to be ready ..."):
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"actstudy serve exited ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    return url, proc.pid, True
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-    raise SystemExit(f"the stack was not ready within 300 s; see {log}")
+        try:
+            wait_http(f"{url}/readyz", proc, log, READY_TIMEOUT_S, "actstudy serve")  # /readyz: 503 until all answer
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(str(exc)) from None
+    return url, proc.pid, True
 
 
 def stop_stack(data_dir: Path, console: Console, timeout: float = 90) -> int:
@@ -77,9 +74,8 @@ def stop_stack(data_dir: Path, console: Console, timeout: float = 90) -> int:
         return 0
     console.print(f"stopping the stack (pid {pid}) ...")
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        psutil.Process(pid).wait(timeout)
     if _alive(pid):
         console.print(f"[red]the stack (pid {pid}) did not stop within {timeout:.0f} s; see {data_dir / 'serve.log'}[/red]")
         return 1

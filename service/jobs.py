@@ -6,10 +6,11 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import time
 from pathlib import Path
 
+import requests
 from ray.job_submission import JobStatus, JobSubmissionClient
+from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from service.settings import Settings
 from studies.records import RecordStore, Study, StudyStatus
@@ -17,7 +18,12 @@ from workers.files import written_whole
 
 log = logging.getLogger(__name__)
 
-SUBMIT_RETRY_S = 30.0  # how long a submission waits for a starting head's job agent
+# How long a submission keeps trying: a head that has just started answers before its job agent is up (an
+# HTTP 500, which Ray's SDK raises as RuntimeError, its one type for a refusal), and that passes in seconds.
+SUBMIT_RETRY_S = 30.0
+SUBMIT_RETRIES = {"stop": stop_after_delay(SUBMIT_RETRY_S), "wait": wait_fixed(1),
+                  "retry": retry_if_exception_type((RuntimeError, requests.ConnectionError)),
+                  "before_sleep": before_sleep_log(log, logging.INFO)}
 
 
 class JobLauncherError(RuntimeError):
@@ -52,24 +58,18 @@ class JobLauncher:
             "ACTSTUDY_MLFLOW_PUBLIC_URL": s.mlflow_public_url or "",
             "ACTSTUDY_DATA_DIR": str(Path(s.data_dir).resolve()),
         }
-        deadline = time.monotonic() + SUBMIT_RETRY_S
-        while True:
-            try:
-                return self.client.submit_job(
-                    entrypoint=f"{s.driver_python or sys.executable} -m studies.driver {study.id}",
-                    submission_id=job_id_for(study.id, attempt),
-                    runtime_env={"env_vars": env},
-                    metadata={"study_id": study.id, "owner": study.owner, "attempt": str(attempt)},
-                    entrypoint_num_cpus=0,  # the driver only orchestrates; trials hold the CPUs
-                )
-            except JobLauncherError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                # A head that has just started answers before its job agent is up; that passes in seconds.
-                if "No available agent" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(1)
-                    continue
-                raise JobLauncherError(f"Ray refused the job: {type(exc).__name__}: {str(exc)[:300]}") from exc
+        client = self.client  # JobLauncherError when there is no cluster: nothing to retry
+        try:
+            return Retrying(**SUBMIT_RETRIES, reraise=True)(
+                client.submit_job,
+                entrypoint=f"{s.driver_python or sys.executable} -m studies.driver {study.id}",
+                submission_id=job_id_for(study.id, attempt),
+                runtime_env={"env_vars": env},
+                metadata={"study_id": study.id, "owner": study.owner, "attempt": str(attempt)},
+                entrypoint_num_cpus=0,  # the driver only orchestrates; trials hold the CPUs
+            )
+        except Exception as exc:  # noqa: BLE001 — whatever Ray answered, the job was not taken
+            raise JobLauncherError(f"Ray refused the job: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
     @functools.cached_property
     def database_url_file(self) -> Path:

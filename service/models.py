@@ -1,16 +1,16 @@
 """API models, in families: StudyPublic, StudiesPublic, StudyResultsPublic, ActivationPublic, and the error Message.
 
-Progress and results are the study layer's own models (studies.schema), so the OpenAPI schema documents
+Progress and results are the study layer's own models (studies.spec), so the OpenAPI schema documents
 exactly what a driver writes."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, field_validator
 
-from studies.schema import StudyProgress, StudyResults
+from studies.spec import StudyProgress, StudyResults
 
 
 class Links(BaseModel):
@@ -38,7 +38,7 @@ class StudyPublic(BaseModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         # Stored in UTC; SQLite hands them back without the zone, PostgreSQL with it: answer the same.
-        return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class StudiesPublic(BaseModel):

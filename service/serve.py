@@ -18,7 +18,7 @@ import uvicorn
 from service.auth import admin_token_in
 from service.main import create_app
 from service.settings import Settings
-from studies.local_services import free_port, start_mlflow, start_ray_head
+from studies.local import free_port, start_mlflow, start_ray_head
 
 log = logging.getLogger("actstudy.serve")
 
@@ -39,7 +39,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
             echo(f"admin token      made and kept in {path} (readable by you only; ACTSTUDY_ADMIN_TOKEN overrides it)")
     started = []
     # SIGTERM before uvicorn owns the signals still stops what was started.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt, as Ctrl-C does
     try:
         if not settings.mlflow_uri:
             echo("starting mlflow server (SQLite, local artifacts) ...")

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 5.0
 
     @model_validator(mode="after")
-    def _refuse_missing_secret(self) -> "Settings":
+    def _refuse_missing_secret(self) -> Settings:
         if self.environment != "development" and not self.admin_token:
             raise ValueError("ACTSTUDY_ADMIN_TOKEN must be set to a secret outside development")
         return self

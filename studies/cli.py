@@ -18,8 +18,8 @@ import click
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from studies.errors import describe
-from workers.config import TrialConfig
+from studies.spec import describe
+from workers import TrialConfig
 
 # `actstudy train` prints test accuracy, so it scores the test split unless told not to.
 TRAIN_DEFAULTS = {"evaluate_test": True}
@@ -153,7 +153,7 @@ def activations(plot: str | None) -> int:
     console.print(table)
     console.print("* learnable")
     if plot:
-        from studies.plots import plot_activations
+        from studies.report import plot_activations
 
         console.print(f"wrote {plot_activations(plot)}")
     return 0
@@ -174,7 +174,7 @@ def train(as_json: bool, **options: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from workers.train import train as train_model
+    from workers import train as train_model
 
     cfg = train_config(options)
     console = Console(stderr=True)
@@ -211,13 +211,12 @@ def train(as_json: bool, **options: Any) -> int:
 @click.option("--data-dir", default=".actstudy", show_default=True, help="where studies, Ray results and the local MLflow live")
 def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool, study_id: str | None, data_dir: str) -> int:
     """Run a study in-process on a local or given Ray cluster."""
-    import os
-
     from rich.console import Console
 
     from studies.console import RichProgress, print_results
-    from studies.local_services import start_mlflow
+    from studies.local import start_mlflow
     from studies.runner import run_study, study_id_for
+    from studies.settings import DriverSettings
     from studies.spec import SpecError, load_spec
 
     console = Console()
@@ -228,7 +227,7 @@ def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool
         return 2
     data = Path(data_dir)
     study_id = study_id or study_id_for(study_spec, data / "studies", resume=resume)
-    mlflow_uri = mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow_uri = mlflow_uri or DriverSettings().mlflow_uri
     mlflow = None
     if not mlflow_uri:
         console.print("starting a local mlflow server ...")

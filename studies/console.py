@@ -10,9 +10,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from studies import report
-from studies.progress import ProgressSink
-from studies.schema import PhaseProgress, StudyResults
-from studies.spec import StudySpec
+from studies.execution import ProgressSink
+from studies.spec import PhaseProgress, StudyResults, StudySpec
 
 
 def progress_table(progress: PhaseProgress, title: str = "") -> Table:
@@ -36,7 +35,8 @@ class RichProgress(ProgressSink):
         self.header = ""
 
     def started(self, spec: StudySpec, study_id: str, parent_url: str | None) -> None:
-        self.header = f"study {study_id} ({spec.name}): {len(spec.activations)} activations × {spec.search.trials_per_activation} trials, {spec.training.epochs} epochs, {spec.confirm.seeds} confirmation seeds"
+        self.header = (f"study {study_id} ({spec.name}): {len(spec.activations)} activations × {spec.search.trials_per_activation} trials, "
+                       f"{spec.training.epochs} epochs, {spec.confirm.seeds} confirmation seeds")
         self.console.print(self.header)
         if parent_url:
             self.console.print(f"MLflow: {parent_url}")
@@ -65,12 +65,11 @@ def ranking_table(results: StudyResults) -> Table:
         table.add_column(col, justify="right" if col not in ("activation",) else "left")
     for r in report.ranking_rows(results):
         diff = r["diff_vs_baseline"]
-        p = r["p_holm"]
         table.add_row(
             str(r["rank"]), r["activation"], f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
             f"[{r['ci95_low']:.4f}, {r['ci95_high']:.4f}]",
             ("-" if math.isnan(diff) else f"{diff:+.4f}") + (" *" if r["significant"] else ""),
-            "-" if math.isnan(p) else f"{p:.3g}",
+            "not testable" if r["not_testable"] else "-" if math.isnan(r["p_holm"]) else f"{r['p_holm']:.3g}",
             "-" if r["best_lr"] is None else f"{r['best_lr']:.3g}", "-" if r["best_l2"] is None else f"{r['best_l2']:.3g}",
         )
     return table
@@ -79,6 +78,8 @@ def ranking_table(results: StudyResults) -> Table:
 def print_results(console: Console, results: StudyResults) -> None:
     """The ranking, the winner and where to browse the study in MLflow."""
     console.print(ranking_table(results))
+    for note in report.untested_notes(report.ranking_rows(results)):
+        console.print(f"  {note}")
     console.print(f"best activation: [bold]{results.best_activation}[/bold]")
     console.print(report.verdict(results))
     if results.mlflow is not None:

@@ -1,6 +1,7 @@
 """The study driver the service launches as a Ray job: `python -m studies.driver <study-id>`.
 
-Reads the study's spec from the records database ($ACTSTUDY_DATABASE_URL), runs it with
+Reads the study's spec from the records database (`studies.settings.DriverSettings`: $ACTSTUDY_DATABASE_URL or
+$ACTSTUDY_DATABASE_URL_FILE, $MLFLOW_TRACKING_URI, $ACTSTUDY_DATA_DIR), runs it with
 `studies.runner.run_study` on the cluster the job runs in, and writes status, progress and results back.
 A relaunch of the same study (after the driver died) continues from the study's stores: the search in
 Optuna's tables beside the records database, runs and confirmation scores in MLflow, checkpoints under
@@ -11,19 +12,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import time
-from pathlib import Path
 
-from studies.progress import ProgressSink
+from studies.execution import ProgressSink
 from studies.records import RecordStore, StudyStatus
 from studies.runner import run_study
-from studies.schema import PhaseProgress, StudyProgress, StudyResults
-from studies.spec import SpecError, StudySpec, parse_spec
+from studies.settings import DriverSettings
+from studies.spec import PhaseProgress, SpecError, StudyProgress, StudyResults, StudySpec, parse_spec
 
 log = logging.getLogger("studies.driver")
+ERROR_CHARS = 4000  # of a failure's text in the study's record
 
 
 class RecordSink(ProgressSink):
@@ -61,16 +61,18 @@ class RecordSink(ProgressSink):
         self.store.mark(self.study_id, StudyStatus.failed, error=reason)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    sys.exit(143)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studies.driver")
     parser.add_argument("study_id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    url = os.environ.get("ACTSTUDY_DATABASE_URL")
-    if not url and os.environ.get("ACTSTUDY_DATABASE_URL_FILE"):  # how the service passes it (service.jobs)
-        url = Path(os.environ["ACTSTUDY_DATABASE_URL_FILE"]).read_text().strip()
-    mlflow_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    settings = DriverSettings()
+    url, mlflow_uri = settings.records_url(), settings.mlflow_uri
     if not url or not mlflow_uri:
         print("studies.driver: ACTSTUDY_DATABASE_URL (or _FILE) and MLFLOW_TRACKING_URI must be set", file=sys.stderr)
         return 2
@@ -82,16 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     if StudyStatus(study.status).terminal:
         log.info("study %s is already %s; nothing to do", study.id, study.status)
         return 0
-    storage = Path(os.environ.get("ACTSTUDY_DATA_DIR", ".actstudy")) / "studies"
+    storage = settings.studies_dir
     try:
         spec = parse_spec(study.spec)
     except SpecError as exc:  # deterministic: another attempt would fail the same way, so fail once, saying why
-        store.mark(study.id, StudyStatus.failed, error=f"the study's spec does not validate: {exc}"[:4000])
+        store.mark(study.id, StudyStatus.failed, error=f"the study's spec does not validate: {exc}"[:ERROR_CHARS])
         log.error("study %s: %s", study.id, exc)
         return 2
 
     # Ray's job stop sends SIGTERM: leave the status the service set (cancelled) and exit.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         run_study(spec, study_id=study.id, storage_dir=storage, mlflow_uri=mlflow_uri,
                   optuna_storage=url, sink=RecordSink(store, study.id))

@@ -10,33 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
-import ray
-
-from studies.confirm_phase import run_confirm
-from studies.execution import StudyContext, StudyPaths, check_placeable
-from studies.progress import SINKS, ProgressSink
-from studies.results import best_trial, build_results
-from studies.schema import StudyResults
-from studies.search import PerActivationSearcher, open_storage
-from studies.search_phase import run_search
-from studies.spec import StudySpec
-from studies.study_mlflow import StudyRuns
-from studies.tracking import TRIAL_MLFLOW_ENV
+from studies.confirm import run_confirm
+from studies.execution import SINKS, ProgressSink, StudyContext, StudyPaths, check_placeable, driver_settings, ensure_ray
+from studies.mlflow import StudyAnswer, StudyRuns
+from studies.report import best_trial, build_results
+from studies.search import PerActivationSearcher, open_storage, run_search
+from studies.settings import DriverSettings
+from studies.spec import StudyOutcome, StudyResults, StudySpec
 
 log = logging.getLogger(__name__)
-
-TRIAL_ENV = {
-    # A reused actor waits this long for the previous trial's thread (its last MLflow writes) to end;
-    # Tune's default of 2 s fails the next trial on a busy machine.
-    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-    # The client's own retries back off for minutes; a trial keeps training while MLflow is away,
-    # so its requests fail fast and MlflowTrialRecorder buffers what did not arrive.
-    **TRIAL_MLFLOW_ENV,
-}
 
 
 def study_id_for(spec: StudySpec, storage_dir: Path, *, resume: bool) -> str:
@@ -51,26 +35,6 @@ def study_id_for(spec: StudySpec, storage_dir: Path, *, resume: bool) -> str:
     return f"{base}-{n}"
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Connect to `address` (or $RAY_ADDRESS), else start a local Ray on this machine's CPUs."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow holds the curves
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    # Tune's experiment state and result files are for Tune alone (a study never restores from them, and
-    # writes no result.json): a missed copy or a missing file is nothing the user can act on.
-    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    logging.getLogger("ray.tune.tune").setLevel(logging.WARNING)  # "Wrote the latest version of … experiment state"
-    runtime_env = {"env_vars": TRIAL_ENV}
-    if address:
-        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
-
-
 def run_study(
     spec: StudySpec,
     *,
@@ -79,18 +43,26 @@ def run_study(
     mlflow_uri: str,
     optuna_storage: str | None = None,
     ray_address: str | None = None,
+    mlflow_public_url: str | None = None,
     sink: ProgressSink | None = None,
 ) -> StudyResults:
     """Run (or continue) a whole study; returns its results (also in MLflow as results.json).
 
     `optuna_storage`: an SQLAlchemy URL of the service's database (Optuna keeps its tables beside it);
-    by default a journal file in the study's folder.
+    by default a journal file in the study's folder. `ray_address` and `mlflow_public_url` default to the
+    driver's settings ($RAY_ADDRESS, $ACTSTUDY_MLFLOW_PUBLIC_URL).
     """
-    sink = sink or ProgressSink()
-    paths = StudyPaths(Path(storage_dir).resolve() / study_id)  # Tune's storage needs an absolute path
-    paths.root.mkdir(parents=True, exist_ok=True)
+    settings = DriverSettings()
+    with driver_settings():
+        return _run(spec, study_id, StudyPaths(Path(storage_dir).resolve() / study_id), mlflow_uri, optuna_storage,
+                    ray_address or settings.ray_address, mlflow_public_url or settings.mlflow_public_url, sink or ProgressSink())
+
+
+def _run(spec: StudySpec, study_id: str, paths: StudyPaths, mlflow_uri: str, optuna_storage: str | None, ray_address: str | None,
+         mlflow_public_url: str | None, sink: ProgressSink) -> StudyResults:
+    paths.root.mkdir(parents=True, exist_ok=True)  # Tune's storage needs an absolute path: StudyPaths has one
     ensure_ray(ray_address)
-    runs = StudyRuns.open(mlflow_uri, spec, study_id)
+    runs = StudyRuns.open(mlflow_uri, spec, study_id, public_url=mlflow_public_url)
     SINKS[study_id] = sink
     try:
         check_placeable(spec)
@@ -107,10 +79,10 @@ def run_study(
         best = {label: b for label in spec.labels if (b := best_trial(trials[label])) is not None}
         if not best:
             raise RuntimeError("no activation finished a single trial (all diverged, were pruned or failed)")
-        scores = run_confirm(ctx, best)
-        results = build_results(spec, study_id, trials, best, scores)
+        produced = StudyOutcome(trials=trials, best=best, scores=run_confirm(ctx, best))
+        results = build_results(spec, study_id, produced)
         results.mlflow = runs.links()
-        runs.finish(results, trials, best, scores, searcher.studies())
+        runs.finish(StudyAnswer(spec, results, produced, searcher.studies()))
         sink.finished(results)
         return results
     except BaseException as exc:

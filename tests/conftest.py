@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from studies.local_services import free_port, start_mlflow, start_ray_head
+from studies.local import free_port, start_mlflow, start_ray_head
 
 # Ray reads its auth settings once per process, before any test imports it: the session's head
 # token is fixed here, at collection, and every test process and subprocess is its client.

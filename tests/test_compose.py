@@ -26,11 +26,10 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
-
-import click
 
 from service.cli import cli
 

@@ -68,7 +68,7 @@ class TrialConfig(TrainingOptions):
     threads: int = Field(1, ge=1, description="torch intra-op threads (the trial's CPUs)")
 
     @model_validator(mode="after")
-    def _fits_the_data(self) -> "TrialConfig":
+    def _fits_the_data(self) -> TrialConfig:
         images = self.dataset in IMAGE_DATASETS
         if self.model in IMAGE_MODELS and not images:
             raise ValueError(f"model {self.model} needs an image dataset ({', '.join(IMAGE_DATASETS)}), not {self.dataset}")

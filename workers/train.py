@@ -1,8 +1,10 @@
 """One trial: train one model with one activation and one (lr, l2) setting, reporting every epoch.
 
     python -m workers.train            # or: actstudy train --dataset mnist1d --model mlp --activation telu
-MNIST-1D MLP with the defaults (Adam, lr 1e-2, batch 100, ~6,000 steps): ~68% test accuracy, a few
-seconds on one core. The same function runs inside Ray Tune trials (workers.trainable) and on its own.
+
+With the defaults (MNIST-1D, the MLP, ReLU, Adam at lr 1e-2, batch 100, 167 epochs = 6,012 steps, seed 0) it
+prints ~66% test accuracy (the MNIST-1D paper's MLP: 68%) after ~7 s of training on one core. The same
+function runs inside Ray Tune trials (`workers.trial.run_trial`) and on its own.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class TrainState:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path) -> "TrainState":
+    def load(cls, directory: str | Path) -> TrainState:
         tensors = torch.load(Path(directory) / "state.pt", weights_only=False, map_location="cpu")
         with (Path(directory) / "history.pkl").open("rb") as f:
             history = pickle.load(f)
@@ -236,8 +238,11 @@ def train(
 
 
 def main() -> None:
-    result = train(TrialConfig(epochs=5))
-    print({k: v for k, v in result.final.items() if k != "activations"})
+    start = time.perf_counter()
+    result = train(TrialConfig(evaluate_test=True))
+    final = result.final
+    print(f"{result.status}: test_acc {final['test_acc']:.4f}  val_acc {final['val_acc']:.4f}  "
+          f"({result.epochs_run} epochs, {time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import json
 import math
 import zlib
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -95,7 +95,7 @@ class RecordStore:
             if study is None or (unless_terminal and StudyStatus(study.status).terminal):
                 return False
             study.status = status.value
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             if status is StudyStatus.running and study.started_at is None:
                 study.started_at = now
             if status.terminal:

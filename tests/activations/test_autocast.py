@@ -54,7 +54,7 @@ def test_activation_under_bf16_autocast_matches_float32(name):
     for n, p in module.named_parameters():
         assert p.dtype == torch.float32 and p16[n].dtype == torch.float32, n
         scale = p32[n].abs().max().clamp(min=1)
-        torch.testing.assert_close(p16[n] / scale, p32[n] / scale, **BF16_TOL, msg=lambda m: f"{name}.{n}: {m}")
+        torch.testing.assert_close(p16[n] / scale, p32[n] / scale, **BF16_TOL, msg=lambda m, n=n: f"{name}.{n}: {m}")
 
 
 def test_pwlu_phase1_statistics_under_autocast_stay_float32():

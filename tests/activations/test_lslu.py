@@ -32,7 +32,7 @@ def _randomise(module: LSLU) -> LSLU:
 def _series(x, theta, omega):
     """Pre-activations of every ReLU of the series: x, s_1, …, s_n (ReLU(s_n) goes to the kernel)."""
     pre = [x]
-    for t, w in zip(theta, omega):
+    for t, w in zip(theta, omega, strict=False):
         pre.append(t * F.relu(pre[-1]) + w)
     return pre
 
@@ -123,7 +123,7 @@ def test_gradcheck_float64(spatial_dims, training):
     params = [p.detach().clone().requires_grad_() for _, p in module.named_parameters()]
 
     def f(x, *ps):
-        return torch.func.functional_call(module, dict(zip(names, ps)), (x,))
+        return torch.func.functional_call(module, dict(zip(names, ps, strict=False)), (x,))
 
     assert gradcheck(f, (x, *params))
 

@@ -85,7 +85,7 @@ def test_pwlu_kernels_match_the_eager_path(monkeypatch, layout, channelwise, dty
     (native, y_native), (eager, _) = _both(monkeypatch, lambda: _pwlu_pass(module, x, g))
     assert y_native.stride() == x.stride()  # the layout is kept
     tol = {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
-    for a, b in zip(native, eager):
+    for a, b in zip(native, eager, strict=False):
         torch.testing.assert_close(a, b, **tol)
 
 
@@ -117,7 +117,7 @@ def test_pwlu_kernels_gradcheck_with_bounds_clamped_at_the_minimum_width():
     names = [n for n, _ in module.named_parameters()]
 
     def f(x, *ps):
-        return torch.func.functional_call(module, dict(zip(names, ps)), (x,))
+        return torch.func.functional_call(module, dict(zip(names, ps, strict=False)), (x,))
 
     assert gradcheck(f, (x.requires_grad_(), *params))
 

@@ -23,7 +23,7 @@ import pytest
 
 from service.models import StudyResultsPublic
 from studies import report
-from studies.tracking import sanitize
+from studies.mlflow.layout import sanitize
 
 pytestmark = pytest.mark.slow
 

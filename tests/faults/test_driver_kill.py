@@ -19,8 +19,7 @@ import pytest
 
 from studies.runner import run_study
 from studies.search import OUTCOME, open_storage
-from studies.schema import StudyResults
-from studies.spec import parse_spec
+from studies.spec import StudyResults, parse_spec
 from tests.utils.runs import StudyRunsView, kill_group, start_study, tail, wait_for, write_spec
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from studies.local_services import free_port, start_mlflow
+from studies.local import free_port, start_mlflow
 from tests.utils.runs import StudyRunsView, kill_group, start_study, tail, wait_for, write_spec
 
 pytestmark = pytest.mark.slow

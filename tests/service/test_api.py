@@ -517,7 +517,7 @@ def test_readyz_is_503_without_ray_and_mlflow(api):
 
 
 def test_readyz_is_503_when_mlflow_does_not_answer(make_api):
-    from studies.local_services import free_port
+    from studies.local import free_port
 
     api = make_api(mlflow_uri=f"http://127.0.0.1:{free_port()}")
     r = api.client.get("/readyz")

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studies.local_services import free_port
+from studies.local import free_port
 from tests.utils.factories import SMALL_SPEC, auth, spec
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ class Stack:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-            raise AssertionError(f"actstudy serve ignored SIGTERM for {timeout} s")
+            raise AssertionError(f"actstudy serve ignored SIGTERM for {timeout} s") from None
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
         env = {**self.env, "ACTSTUDY_URL": self.url, **({"ACTSTUDY_TOKEN": token} if token else {})}

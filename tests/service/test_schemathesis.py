@@ -12,10 +12,9 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from service.main import create_app
 from service.settings import Settings

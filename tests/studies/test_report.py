@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 from studies import report
-from studies.schema import ActivationResult, StudyResults, TrialCounts, TrialStatus
+from studies.spec import ActivationResult, StudyOutcome, StudyResults, TrialCounts, TrialStatus, TrialSummary, parse_spec
 
 
 def test_summarize_matches_t_interval():
@@ -111,7 +111,7 @@ def test_the_verdict_names_better_worse_indistinguishable_and_untested():
     assert "mish is significantly worse than relu" in v
     # In rank order, joined as a sentence.
     assert "silu and gelu are indistinguishable from relu" in v
-    assert "pwlu could not be tested (fewer than two seeds shared with relu)" in v
+    assert "not testable, so neither better nor worse: pwlu (no confirmation scores)" in v
     assert report.verdict(_study({"relu": None}, seeds=1)) == "Only the baseline, relu, was compared."
     assert "over 1 seed (" in report.verdict(_study({"relu": None, "telu": _vs(0.1, None)}, seeds=1))
 
@@ -127,3 +127,55 @@ def test_the_study_markdown_leaves_the_spec_out_rather_than_overflow_mlflow():
     big_spec = "x: " + "y" * 8000
     short = report.study_markdown(results, big_spec, [], [])
     assert len(short) <= 7900 and "Study spec" not in short and report.ranking_markdown(results) in short
+
+
+# --- honest statistics at the edge: no variance, no test -------------------------------------------------
+
+
+def test_the_same_difference_on_every_seed_is_not_testable():
+    """With 2 seeds (the demo) and accuracy in steps of 0.001, a constant difference is easy to hit: the paired
+    t statistic is then ±inf (SciPy says NaN), which is no evidence of anything; it once read as p = 0."""
+    scores = {"relu": {1: 0.500, 2: 0.600}, "telu": {1: 0.510, 2: 0.610}, "gelu": {1: 0.520, 2: 0.630}}
+    out = report.paired_vs_baseline(scores, "relu")
+    telu = out["telu"]
+    assert math.isnan(telu.p_value) and math.isnan(telu.p_holm) and not telu.significant
+    assert telu.not_testable == "the same difference to relu (+0.0100) on every seed (zero variance)"
+    assert telu.mean_diff == pytest.approx(0.01) and telu.n_pairs == 2
+    # gelu's differences vary (0.02, 0.03): it is tested, and Holm counts only the tested comparisons.
+    assert out["gelu"].not_testable is None and out["gelu"].p_value == pytest.approx(stats.ttest_rel([0.52, 0.63], [0.5, 0.6]).pvalue)
+    assert out["gelu"].p_holm == pytest.approx(out["gelu"].p_value)
+    assert telu.plain()["p_value"] is None and telu.plain()["not_testable"].startswith("the same difference")
+
+
+def test_identical_scores_are_not_testable_either():
+    out = report.paired_vs_baseline({"relu": {1: 0.5, 2: 0.6, 3: 0.7}, "silu": {1: 0.5, 2: 0.6, 3: 0.7}}, "relu")
+    assert math.isnan(out["silu"].p_value) and not out["silu"].significant
+    assert out["silu"].not_testable == "the same test accuracy as relu on every seed (zero variance)"
+
+
+def test_fewer_than_two_shared_seeds_are_not_testable():
+    out = report.paired_vs_baseline({"relu": {1: 0.5, 2: 0.6}, "telu": {2: 0.9, 3: 0.9}}, "relu")
+    assert math.isnan(out["telu"].p_value) and not out["telu"].significant
+    assert out["telu"].not_testable == "fewer than 2 seeds shared with relu (1)"
+
+
+def _built(scores: dict[str, dict[int, float]]) -> StudyResults:
+    trials = {label: [] for label in scores}
+    best = {label: TrialSummary(number=0, key="a0-t0", lr=0.01, l2=1e-4, status="completed", epochs=3, val_acc=0.5)
+            for label in scores}
+    spec = parse_spec({"activations": list(scores), "confirm": {"seeds": 2}})
+    return report.build_results(spec, "x", StudyOutcome(trials=trials, best=best, scores=scores))
+
+
+def test_the_verdict_and_the_ranking_say_why_a_comparison_is_not_testable():
+    results = _built({"relu": {1000: 0.500, 1001: 0.600}, "telu": {1000: 0.510, 1001: 0.610}})
+    v = report.verdict(results)
+    assert "significantly" not in v
+    assert "not testable, so neither better nor worse: telu (the same difference to relu (+0.0100) on every seed (zero variance))" in v
+    md = report.ranking_markdown(results)
+    telu_row = next(line for line in md.splitlines() if line.startswith("| 1 | telu"))
+    assert "not testable" in telu_row and " *" not in telu_row
+    assert "- telu: not testable, the same difference to relu (+0.0100) on every seed (zero variance)" in md
+    row = next(r for r in report.ranking_rows(results) if r["activation"] == "telu")
+    assert row["not_testable"] and not row["significant"] and math.isnan(row["p_holm"])
+    assert "not_testable" in report.ranking_csv(results).splitlines()[0]

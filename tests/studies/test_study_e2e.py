@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from studies import report
+from studies.mlflow.layout import sanitize
 from studies.runner import run_study
 from studies.spec import parse_spec
-from studies.tracking import sanitize
 
 pytestmark = pytest.mark.slow
 

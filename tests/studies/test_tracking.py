@@ -8,10 +8,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray.tune.experiment import Trial
 
-from studies.run_ends import RunEnds
-from studies.tracking import MlflowTrialRecorder
-from studies.trial import split_config
-from workers.train import TrialResult
+from studies.mlflow import MlflowTrialRecorder, RunEnds
+from studies.trial_run import split_config
+from workers import TrialResult
 
 EPOCHS = 3
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studies.local_services import RayHead, free_port, start_ray_head
+from studies.local import RayHead, free_port, start_ray_head
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -39,7 +39,7 @@ class MultiNodeCluster:
     workers: list[WorkerNode] = field(default_factory=list)
 
     @classmethod
-    def start(cls, root: Path, token: str, *, workers: int = 2, cpus_per_worker: int = 1) -> "MultiNodeCluster":
+    def start(cls, root: Path, token: str, *, workers: int = 2, cpus_per_worker: int = 1) -> MultiNodeCluster:
         head = start_ray_head(root / "head", auth_token=token, num_cpus=0, port=free_port(), dashboard_port=free_port())
         cluster = cls(head, root, token)
         try:

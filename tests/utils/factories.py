@@ -9,7 +9,7 @@ from typing import Any
 
 from service.auth import TokenStore
 from studies.records import RecordStore, Study, StudyStatus
-from studies.schema import StudyResults
+from studies.spec import StudyResults
 
 # The smallest study the service accepts: two activations, one trial, one epoch, one seed.
 TINY_SPEC: dict[str, Any] = {

@@ -119,7 +119,7 @@ class ServeProcess:
     def __init__(self, tmp: Path, *, db_url: str, mlflow_uri: str, ray_head, reconcile_s: float = 1) -> None:
         import secrets
 
-        from studies.local_services import free_port
+        from studies.local import free_port
 
         self.admin_token = secrets.token_hex(16)
         self.port = free_port()

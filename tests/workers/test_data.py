@@ -24,13 +24,14 @@ from workers.data import (
     DatasetError,
     MissingDataError,
     Split,
+    _load,
+    _mnist1d,
     augment_cifar,
     batches,
     default_cache_dir,
     default_data_root,
     load_dataset,
 )
-from workers.data import _load, _mnist1d
 
 
 @pytest.fixture(autouse=True)

@@ -125,7 +125,7 @@ def test_resnet18_pwlu_sites_are_17_distinct_instances_with_their_widths():
     assert len({id(m) for m in sites.values()}) == 17
     widths = {path: m.channels for path, m in sites.items()}
     assert widths["relu"] == 64
-    for layer, planes in zip(range(1, 5), (64, 128, 256, 512)):
+    for layer, planes in zip(range(1, 5), (64, 128, 256, 512), strict=False):
         for block in (0, 1):
             assert widths[f"layer{layer}.{block}.act1"] == planes
             assert widths[f"layer{layer}.{block}.act2"] == planes

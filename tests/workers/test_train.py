@@ -4,7 +4,7 @@ L2 parameter groups, the learning-rate schedule, the per-epoch records and the c
     .venv/bin/python -m pytest tests/workers/test_train.py -q      # ~15 s on one core
 
 Everything trains MNIST-1D (generated once per module into a temporary cache) or scikit-learn's digits
-for 1–4 epochs on the CPU. The Tune trainable (`workers.trainable.run_trial`) needs a Tune session; the
+for 1–4 epochs on the CPU. The Tune trainable (`workers.trial.run_trial`) needs a Tune session; the
 studies tests run it under real Ray.
 """
 
@@ -207,7 +207,7 @@ def test_lr_at_cosine():
     assert lr_at(25, 100, cfg, 10) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)))
     assert lr_at(100, 100, cfg, 10) == pytest.approx(0.0, abs=1e-12)
     values = [lr_at(s, 100, cfg, 10) for s in range(100)]
-    assert all(a > b for a, b in zip(values, values[1:]))
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
     warm = cpu(lr=0.2, schedule="cosine", warmup_epochs=2)  # cosine over the 80 steps after warm-up
     assert lr_at(19, 100, warm, 10) == pytest.approx(0.2)
     assert lr_at(20, 100, warm, 10) == pytest.approx(0.2)
@@ -367,8 +367,8 @@ def test_cli_train_bad_input_is_a_clear_error(flag, value):
 
 
 def test_checkpoint_dir_keeps_the_newest_epoch_written_whole(tmp_path):
-    """workers.trainable.CheckpointDir: what every attempt of a trial continues from."""
-    from workers.trainable import CheckpointDir
+    """workers.trial.CheckpointDir: what every attempt of a trial continues from."""
+    from workers.trial import CheckpointDir
 
     store = CheckpointDir(tmp_path / "a0-t0")
     assert store.latest() is None

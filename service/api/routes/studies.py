@@ -17,8 +17,7 @@ from service.jobs import JobLauncher, JobLauncherError, launch
 from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
 from service.settings import Settings
 from studies.records import Study, StudyStatus
-from studies.schema import MlflowLinks
-from studies.spec import StudySpec
+from studies.spec import MlflowLinks, StudySpec
 
 _ERRORS = {
     400: "a body that cannot be read as JSON text (not UTF-8)",

@@ -11,14 +11,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import ray
 from ray import tune
 
 from studies.spec import StudySpec
-from studies.study_mlflow import StudyRuns
-from studies.trial import study_trial
+from studies.trainable import study_trainable
+
+if TYPE_CHECKING:
+    from studies.mlflow import StudyRuns
 
 TRIAL_RETRIES = 2  # infrastructure failures (a worker died) retried by Tune
 
@@ -51,7 +52,7 @@ class StudyContext:
     mlflow_uri: str
 
     def base_config(self, kind: Literal["trial", "confirm"]) -> dict:
-        """The Tune config every trial of a phase shares (see studies.trial); the phase adds the activation,
+        """The Tune config every trial of a phase shares (see studies.trial_run); the phase adds the activation,
         lr, l2, seed, label and key."""
         shared = self.spec.trial_config(evaluate_test=kind == "confirm").to_dict()
         for per_trial in ("activation", "activation_params", "lr", "l2"):  # each trial's own, never a default
@@ -70,26 +71,4 @@ class StudyContext:
             verbose=0,
         )
         resources = {"cpu": self.spec.resources.cpus_per_trial, "gpu": self.spec.resources.gpus_per_trial}
-        return tune.Tuner(tune.with_resources(study_trial, resources), run_config=run_config, **kwargs)
-
-
-class UnplaceableTrials(RuntimeError):
-    """No node of the cluster has the resources one trial asks for: the study would wait forever."""
-
-
-def check_placeable(spec: StudySpec) -> None:
-    """Raise UnplaceableTrials, naming the resource and what the largest node has, unless some live node can
-    hold one trial. An autoscaling cluster counts only the nodes it has now."""
-    short = spec.resources.unplaceable([n["Resources"] for n in ray.nodes() if n.get("Alive")])
-    if short:
-        raise UnplaceableTrials("no node of the cluster can run a trial: "
-                                + "; ".join(f"resources.{field}: {why}" for field, why in short))
-
-
-def cluster_slots(spec: StudySpec) -> int:
-    """How many trials the Ray cluster fits at once: its CPUs, and its GPUs when trials take GPUs."""
-    have = ray.cluster_resources()
-    slots = int(have.get("CPU", 1) // spec.resources.cpus_per_trial)
-    if spec.resources.gpus_per_trial > 0:
-        slots = min(slots, int(have.get("GPU", 0) // spec.resources.gpus_per_trial))
-    return max(1, slots)
+        return tune.Tuner(tune.with_resources(study_trainable, resources), run_config=run_config, **kwargs)

@@ -5,22 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import activations
+from studies.spec import StudyResults
 
-import activations  # noqa: E402
-from studies.schema import StudyResults  # noqa: E402
+# Figures are built with matplotlib's object API (no pyplot): no backend chosen and no figure kept for the
+# whole process, so a worker drawing hundreds of figures holds none of them.
+TAB20 = matplotlib.colormaps["tab20"].colors
+VIRIDIS = matplotlib.colormaps["viridis"]
 
 
 def plot_activations(path: str | Path, names: list[str] | None = None, x_range: tuple[float, float] = (-5.0, 5.0)) -> Path:
     """Every activation and its first derivative on one figure (as the TeLU paper's figures 9–11)."""
     names = names or activations.names()
     x = torch.linspace(*x_range, 1001, dtype=torch.float64, requires_grad=True)
-    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(14, 6), constrained_layout=True)
-    colors = plt.cm.tab20.colors
+    fig = Figure(figsize=(14, 6), layout="constrained")
+    ax_f, ax_d = fig.subplots(1, 2)
+    colors = TAB20
     for i, name in enumerate(names):
         module = activations.create(name, num_features=1, spatial_dims=0).double().eval()
         y = module(x.view(-1, 1)).view(-1)
@@ -38,7 +43,6 @@ def plot_activations(path: str | Path, names: list[str] | None = None, x_range: 
     fig.suptitle("actstudy activations at initialisation (PWLU: Phase I = ReLU; LSLU: untrained, eval mode)")
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -76,16 +80,17 @@ def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
     cols = min(2, len(channels))
     rows = -(-len(channels) // cols)
     width, height = 5.2 * cols, 3.8 * rows
-    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, cols, squeeze=False)
     # Fixed margins in inches, not constrained_layout: its solver took half of each figure's time, and every
     # PWLU trial draws one per layer when it ends (bench/trial.py, "final artifacts").
     fig.subplots_adjust(left=0.65 / width, right=1 - 0.15 / width, bottom=0.5 / height, top=1 - 0.6 / height, wspace=0.25, hspace=0.4)
     for ax in axes.flat[len(channels):]:
         ax.set_visible(False)
     picks = _epochs_to_draw(len(history))
-    cmap = plt.cm.viridis
+    cmap = VIRIDIS
 
-    for ax, ch in zip(axes.flat, channels):
+    for ax, ch in zip(axes.flat, channels, strict=False):
         bounds = [(float(_of_channel(h["state"], "left_bound", ch)), float(_of_channel(h["state"], "right_bound", ch)))
                   for h in history]
         lo = min(b[0] for b in bounds)
@@ -109,14 +114,15 @@ def plot_pwlu_evolution(history: list[dict], title: str, max_channels: int = 4):
 def lslu_series(snap: dict, xs: torch.Tensor) -> torch.Tensor:
     """LSLU's series before its kernel: ReLU(s_n(…s_1(x))), s_i(x) = θ_i·ReLU(x) + ω_i."""
     y = xs
-    for theta, omega in zip(snap["theta"], snap["omega"]):
+    for theta, omega in zip(snap["theta"], snap["omega"], strict=False):
         y = theta * torch.relu(y) + omega
     return torch.relu(y)
 
 
 def plot_lslu_evolution(history: list[dict], title: str):
     """LSLU's θ_i and ω_i over epochs, and the series' shape at several epochs on top of each other."""
-    fig, (ax_t, ax_o, ax_s) = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    ax_t, ax_o, ax_s = fig.subplots(1, 3)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.5 / 3.6, top=1 - 0.65 / 3.6, wspace=0.22)  # see plot_pwlu_evolution
     epochs = [h["epoch"] for h in history]
     for i in range(len(history[-1]["state"]["theta"])):
@@ -129,7 +135,7 @@ def plot_lslu_evolution(history: list[dict], title: str):
     xs = torch.linspace(-3, 3, 301, dtype=torch.float64)
     picks = _epochs_to_draw(len(history))
     for k, i in enumerate(picks):
-        ax_s.plot(xs, lslu_series(history[i]["state"], xs), color=plt.cm.viridis(k / max(1, len(picks) - 1)), lw=1.3,
+        ax_s.plot(xs, lslu_series(history[i]["state"], xs), color=VIRIDIS(k / max(1, len(picks) - 1)), lw=1.3,
                   label=f"epoch {history[i]['epoch']}")
     ax_s.set(title="series ReLU(s_n(…s_1(x))), before the kernel", xlabel="x")
     for ax in (ax_t, ax_o, ax_s):
@@ -147,15 +153,15 @@ def slug(label: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
 
 
-def save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def save(fig, path: Path, dpi: int = 100) -> None:
+    fig.savefig(path, dpi=dpi)
 
 
 def plot_test_accuracy(results: StudyResults):
     """Mean test accuracy with 95% CI bars per activation, in rank order; seeds as dots."""
     labels = results.ranking
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(labels)), 4), constrained_layout=True)
+    fig = Figure(figsize=(max(5, 1.1 * len(labels)), 4), layout="constrained")
+    ax = fig.subplots()
     means = []
     for i, label in enumerate(labels):
         t = results.activations[label].test_acc
@@ -176,9 +182,10 @@ def plot_test_accuracy(results: StudyResults):
 
 def plot_val_curves(curves: dict[str, list[tuple[int, float]]]):
     """Validation accuracy per epoch of each activation's best search trial."""
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
     for i, (label, points) in enumerate(curves.items()):
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=label, color=plt.cm.tab20.colors[i % 20])
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=label, color=TAB20[i % 20])
     ax.set(xlabel="epoch", ylabel="val_acc", title="best trial per activation")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -189,11 +196,13 @@ def plot_optuna(study, kind: str, label: str):
     """Optuna's own optimization-history or parameter-importance plot, as a figure."""
     import warnings
 
+    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
     # Optuna's plots switch matplotlib to its own style for the whole process: keep that to this figure.
-    with warnings.catch_warnings(), plt.rc_context():
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")  # "experimental" warnings, on every call
         ax = ovm.plot_optimization_history(study) if kind == "history" else ovm.plot_param_importances(study)
     ax.set_title(f"{label}: {ax.get_title()}")
+    plt.close(ax.figure)  # drawn through pyplot: let go of it there (it still saves)
     return ax.figure

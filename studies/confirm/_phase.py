@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from ray import tune
 
-from studies.execution import StudyContext
-from studies.progress import ProgressCallback, emit, phase_progress
-from studies.results import confirm_seeds
-from studies.run_ends import RunEnds
-from studies.schema import TrialSummary
+from studies.execution import ProgressCallback, StudyContext, emit, phase_progress
+from studies.mlflow import RunEnds
+from studies.spec import ConfirmCell, StudySpec, TrialSummary
 
 
 def confirm_key(labels: list[str], label: str, seed: int) -> str:
@@ -19,21 +17,26 @@ def confirm_key(labels: list[str], label: str, seed: int) -> str:
     return f"a{labels.index(label)}-s{seed}"
 
 
-def run_confirm(ctx: StudyContext, best: dict[str, TrialSummary]) -> dict[str, dict[int, float]]:
-    """Test accuracy by label and seed, of each activation's best search trial's setting."""
-    spec = ctx.spec
+def confirm_cells(spec: StudySpec, best: dict[str, TrialSummary]) -> list[ConfirmCell]:
+    """Every (activation, seed) the confirmation trains: each activation's best setting with each shared seed."""
     cells = []
     for label, trial in best.items():
         act = spec.activation(label)
-        for seed in confirm_seeds(spec):
-            cells.append({"label": label, "activation": act.name, "activation_params": act.params, "lr": trial.lr,
-                          "l2": trial.l2, "seed": seed, "trial_key": confirm_key(spec.labels, label, seed)})
+        cells += [ConfirmCell(label=label, activation=act.name, activation_params=act.params, lr=trial.lr, l2=trial.l2, seed=seed,
+                              trial_key=confirm_key(spec.labels, label, seed)) for seed in spec.confirm_seeds()]
+    return cells
+
+
+def run_confirm(ctx: StudyContext, best: dict[str, TrialSummary]) -> dict[str, dict[int, float]]:
+    """Test accuracy by label and seed, of each activation's best search trial's setting."""
+    spec = ctx.spec
+    cells = confirm_cells(spec, best)
     finished = ctx.runs.finished_confirmations()
     scores: dict[str, dict[int, float]] = {label: {} for label in best}
     for c in cells:
-        if c["trial_key"] in finished:
-            scores[c["label"]][c["seed"]] = finished[c["trial_key"]]
-    todo = [c for c in cells if c["trial_key"] not in finished]
+        if c.trial_key in finished:
+            scores[c.label][c.seed] = finished[c.trial_key]
+    todo = [c.model_dump() for c in cells if c.trial_key not in finished]  # Tune's config holds plain values
     totals = {label: spec.confirm.seeds for label in best}
 
     def progress_now() -> tuple[dict, dict]:
@@ -48,9 +51,9 @@ def run_confirm(ctx: StudyContext, best: dict[str, TrialSummary]) -> dict[str, d
             tune_config=tune.TuneConfig(metric="test_acc", mode="max", reuse_actors=True),
         )
         for result in tuner.fit():
-            cell, last = result.config["cell"], result.metrics or {}
+            cell, last = ConfirmCell.model_validate(result.config["cell"]), result.metrics or {}
             if not result.error and "test_acc" in last and not last.get("diverged"):
-                scores[cell["label"]][cell["seed"]] = float(last["test_acc"])
+                scores[cell.label][cell.seed] = float(last["test_acc"])
     ctx.runs.sweep("confirm")
     done, top = progress_now()
     emit(ctx.study_id, phase_progress("confirm", totals, done, {}, top))

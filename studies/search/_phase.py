@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from ray import tune
 
-from studies.execution import StudyContext, cluster_slots
-from studies.progress import ProgressCallback, emit, phase_progress
-from studies.run_ends import RunEnds
-from studies.schema import TrialSummary
-from studies.search import METRIC, MODE, PerActivationSearcher, make_scheduler
-
-log = logging.getLogger(__name__)
+from studies.execution import ProgressCallback, StudyContext, cluster_slots, emit, phase_progress
+from studies.mlflow import RunEnds
+from studies.search._scheduler import make_scheduler
+from studies.search._searcher import METRIC, MODE, PerActivationSearcher
+from studies.spec import TrialSummary
 
 
 def _progress(trials: dict[str, list[TrialSummary]]) -> tuple[dict, dict]:
@@ -22,8 +18,9 @@ def _progress(trials: dict[str, list[TrialSummary]]) -> tuple[dict, dict]:
     return done, best
 
 
-def run_search(ctx: StudyContext, searcher: PerActivationSearcher) -> dict[str, list[TrialSummary]]:
-    """Run what is left of every activation's budget; returns {label: [finished trial summaries]}."""
+def run_search(ctx: StudyContext, searcher: PerActivationSearcher, *, reuse_actors: bool = True) -> dict[str, list[TrialSummary]]:
+    """Run what is left of every activation's budget; returns {label: [finished trial summaries]}. `reuse_actors`:
+    Tune's, on by default (bench/orchestration.py measures both)."""
     spec = ctx.spec
     totals = {label: spec.search.trials_per_activation for label in spec.labels}
     done, best = _progress(searcher.summaries())
@@ -43,7 +40,7 @@ def run_search(ctx: StudyContext, searcher: PerActivationSearcher) -> dict[str, 
                 scheduler=make_scheduler(spec),
                 # The searcher says when the budgets are spent (FINISHED).
                 num_samples=-1,
-                reuse_actors=True,
+                reuse_actors=reuse_actors,
             ),
         )
         tuner.fit()

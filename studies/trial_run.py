@@ -1,7 +1,4 @@
-"""The Tune trainable of every study trial, in a module of its own, and the shape of its Tune config.
-
-A trial actor unpickles the trainable by reference and imports its module: this one needs only the
-workers and the MLflow recorder, not the study layer's Optuna, SciPy and matplotlib (≈1 CPU s an actor).
+"""A study trial's place in its study (`TrialRun`) and the shape of its Tune config.
 
 A study trial's Tune config is flat: `workers.config.TrialConfig`'s options plus `TrialRun`'s (whose
 trial it is and where it records); a confirmation trial carries its cell (label, seed, lr, l2, key) in
@@ -15,9 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from studies.tracking import MlflowTrialRecorder
-from workers.config import TrialConfig
-from workers.trainable import run_trial
+from workers import TrialConfig
 
 
 class TrialRun(BaseModel):
@@ -54,10 +49,3 @@ def split_config(config: dict[str, Any]) -> tuple[TrialConfig, TrialRun]:
 def run_of(config: dict[str, Any]) -> TrialRun:
     """The run part of a study trial's Tune config (its label, kind and key)."""
     return TrialRun.model_validate({k: v for k, v in flatten(config).items() if k not in TrialConfig.model_fields})
-
-
-def study_trial(config: dict) -> None:
-    """One trial logged to MLflow. Its checkpoints live under the study's folder by trial key, so every
-    attempt of the trial, from any driver, continues from the newest one."""
-    cfg, run = split_config(config)
-    run_trial(cfg, MlflowTrialRecorder(run), checkpoint_dir=run.checkpoint_dir)

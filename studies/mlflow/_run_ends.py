@@ -10,15 +10,16 @@ when Tune says the trial completed, was stopped, failed or is being retried.
 from __future__ import annotations
 
 import logging
-import time
 
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from studies.search import outcome
-from studies.tracking import attempts_filter
-from studies.trial import run_of
+from studies.mlflow import layout
+from studies.mlflow._recorder import MLFLOW_AWAY
+from studies.spec import outcome
+from studies.trial_run import run_of
 
 log = logging.getLogger(__name__)
 RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}  # outcome → MLflow
@@ -26,9 +27,9 @@ RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED",
 
 def end_run(client: MlflowClient, run_id: str, status: str, failure: str | None = None) -> None:
     """End one run with an outcome (completed | pruned | diverged | error | lost)."""
-    tags = [RunTag("actstudy.status", status)]
+    tags = [RunTag(layout.STATUS, status)]
     if failure:
-        tags.append(RunTag("actstudy.failure", failure[:4000]))
+        tags.append(RunTag(layout.FAILURE, layout.clip(failure, layout.FAILURE_CHARS)))
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
 
@@ -68,7 +69,7 @@ class RunEnds(tune.Callback):
                         left.append((run, status, failure))
                     continue
                 end_run(self.client, run_id, status, failure)
-            except Exception as exc:  # noqa: BLE001 — MLflow away: try again later
+            except MLFLOW_AWAY as exc:  # try again later
                 log.warning("could not end the run of %s (%s) yet: %s", run, status, exc)
                 left.append((run, status, failure))
         self.pending = left
@@ -82,7 +83,7 @@ class RunEnds(tune.Callback):
 
     def _find(self, experiment_id: str, kind: str, key: str) -> str | None:
         found = self.client.search_runs(
-            [experiment_id], f"{attempts_filter(kind, key)} AND attributes.status = 'RUNNING'", max_results=1)
+            [experiment_id], f"{layout.attempts_filter(kind, key)} AND {layout.status_filter('RUNNING')}", max_results=1)
         return found[0].info.run_id if found else None
 
     def _end(self, trial, status: str, failure: str | None = None) -> None:
@@ -108,9 +109,9 @@ class RunEnds(tune.Callback):
         self._end(trial, "lost", "attempt lost: its worker died; the trial was run again")
 
     def on_experiment_end(self, trials, **info):
-        deadline = time.monotonic() + self.END_WAIT_S
-        while not self._write_pending() and time.monotonic() < deadline:
-            time.sleep(2)
+        # Every 2 s until everything is written, for at most END_WAIT_S (then the phase's sweep takes over).
+        Retrying(stop=stop_after_delay(self.END_WAIT_S), wait=wait_fixed(2), retry=retry_if_result(lambda written: not written),
+                 retry_error_callback=lambda _: False)(self._write_pending)
         if self.pending:
             log.error("MLflow unreachable for %.0f s: %d run(s) not ended", self.END_WAIT_S, len(self.pending))
 

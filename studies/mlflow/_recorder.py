@@ -1,73 +1,39 @@
-"""MLflow: the study's layout (contract, see DESIGN.md) and the per-trial recorder that runs on workers.
-
-experiment `study-<id>` → parent run (the study) → child run per activation (tag `activation`) →
-grandchild runs per trial (`actstudy.kind=trial`) and per confirmation seed (`actstudy.kind=confirm`).
-"""
+"""The per-trial MLflow recorder that runs on workers: one grandchild run per attempt of a trial."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import requests
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from workers.config import TrialConfig
-from workers.train import TrialResult
-from workers.trainable import TrialRecorder
-
-if TYPE_CHECKING:
-    from studies.trial import TrialRun
+from studies.mlflow import layout
+from studies.trial_run import TrialRun
+from workers import TrialConfig, TrialRecorder, TrialResult
 
 log = logging.getLogger(__name__)
 
-# In trial processes (see studies.runner.TRIAL_ENV) requests fail fast and this recorder buffers instead.
+# In trial processes (see studies.execution.TRIAL_ENV) requests fail fast and this recorder buffers instead.
 TRIAL_MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-
-PARENT_RUN = "mlflow.parentRunId"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /:]")
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "epoch_time")
 MAX_BUFFERED = 100_000  # metrics held while the server is unreachable
 # Epoch metrics go out at most this often, and all of them when the attempt ends: one request per epoch
 # cost short epochs (MNIST-1D, ~30 ms) about as much again as the epoch itself (bench/orchestration.py).
 FLUSH_EVERY_S = 1.0
+# What an unreachable or failing MLflow server raises through the client (its REST layer wraps connection
+# errors in MlflowException), and what this recorder raises itself while its run does not exist yet.
+MLFLOW_AWAY = (MlflowException, requests.RequestException, OSError)
 
 
-def sanitize(name: str) -> str:
-    """A module path as an MLflow-safe key part."""
-    return _UNSAFE.sub("_", name)
-
-
-def evolution_metrics(snapshots: dict[str, dict]) -> dict[str, float]:
-    """Per-layer scalar series of the activations that report their shape, PWLU and LSLU (channel means where channel-wise)."""
-    out: dict[str, float] = {}
-    for layer, snap in snapshots.items():
-        key = sanitize(layer)
-        if "theta" in snap:
-            for i, (t, w) in enumerate(zip(snap["theta"], snap["omega"])):
-                out[f"lslu.{key}.theta_{i}"] = float(t)
-                out[f"lslu.{key}.omega_{i}"] = float(w)
-        elif "points" in snap:
-            for name in ("left_bound", "right_bound", "left_slope", "right_slope"):
-                v = snap[name]
-                out[f"pwlu.{key}.{name}"] = float(sum(v) / len(v)) if isinstance(v, list) else float(v)
-    return out
-
-
-def activation_kind(snap: dict) -> str:
-    return "lslu" if "theta" in snap else "pwlu"
-
-
-def attempts_filter(kind: str, key: str) -> str:
-    """An MLflow filter for the runs of one trial's attempts. The study builds keys of [a-z0-9-] only,
-    so the key is safe inside the filter string."""
-    return f"tags.`actstudy.trial_key` = '{key}' AND tags.`actstudy.kind` = '{kind}'"
+class RunNotCreated(ConnectionError):
+    """The attempt's run could not be created yet (the server is away)."""
 
 
 class MlflowTrialRecorder(TrialRecorder):
@@ -82,7 +48,7 @@ class MlflowTrialRecorder(TrialRecorder):
 
     END_FLUSH_S = 300.0  # how long an ending attempt waits for an unreachable server before giving up
 
-    def __init__(self, run: "TrialRun") -> None:
+    def __init__(self, run: TrialRun) -> None:
         self.trial_run = run
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
@@ -97,19 +63,19 @@ class MlflowTrialRecorder(TrialRecorder):
         self.client = MlflowClient(run.mlflow_uri)
         self._experiment_id = run.mlflow_experiment_id
         self._tags = {
-            PARENT_RUN: run.mlflow_parent_runs[run.label],
-            "activation": run.label,
-            "actstudy.kind": run.kind,
-            "actstudy.trial_key": run.trial_key,
-            "actstudy.node": socket.gethostname(),
-            "actstudy.node_ip": _node_ip(),
-            "actstudy.node_id": _node_id(),
-            "actstudy.trial_id": _trial_id(),
-            "actstudy.study_id": run.study_id,
+            layout.PARENT_RUN: run.mlflow_parent_runs[run.label],
+            layout.ACTIVATION: run.label,
+            layout.KIND: run.kind,
+            layout.TRIAL_KEY: run.trial_key,
+            layout.NODE: socket.gethostname(),
+            layout.NODE_IP: _node_ip(),
+            layout.NODE_ID: _node_id(),
+            layout.TUNE_TRIAL_ID: _trial_id(),
+            layout.STUDY_ID: run.study_id,
         }
         if run.optuna_trial is not None:
-            self._tags["actstudy.optuna_trial"] = str(run.optuna_trial)
-        self._name = f"{run.label}-{run.kind}-{run.trial_key or self._tags['actstudy.trial_id'] or cfg.seed}"
+            self._tags[layout.OPTUNA_TRIAL] = str(run.optuna_trial)
+        self._name = f"{run.label}-{run.kind}-{run.trial_key or self._tags[layout.TUNE_TRIAL_ID] or cfg.seed}"
         self._params = cfg.params()
         self._previous = (previous or {}).get("run_id")
         self._ensure_run()
@@ -122,7 +88,7 @@ class MlflowTrialRecorder(TrialRecorder):
             return True
         try:
             run = self.client.create_run(self._experiment_id, tags=self._tags, run_name=self._name)
-        except Exception as exc:  # noqa: BLE001
+        except MLFLOW_AWAY as exc:
             log.warning("mlflow unreachable, run not created yet: %s", exc)
             return False
         self.run_id = run.info.run_id
@@ -135,54 +101,61 @@ class MlflowTrialRecorder(TrialRecorder):
         earlier = set()
         if self._previous:
             earlier.add(self._previous)
-        key = self._tags["actstudy.trial_key"]
+        key = self._tags[layout.TRIAL_KEY]
         if key:
             found = self.client.search_runs(
-                [self._experiment_id], attempts_filter(self._tags["actstudy.kind"], key), max_results=100)
+                [self._experiment_id], layout.attempts_filter(self._tags[layout.KIND], key), max_results=100)
             earlier |= {r.info.run_id for r in found if r.info.status in ("RUNNING", "FAILED")
-                        and "actstudy.retried_as" not in r.data.tags and r.data.tags.get("actstudy.status") != "diverged"}
+                        and layout.RETRIED_AS not in r.data.tags and r.data.tags.get(layout.STATUS) != "diverged"}
         earlier.discard(self.run_id)
         for old in sorted(earlier):
-            self.client.set_tag(old, "actstudy.retried_as", self.run_id)
+            self.client.set_tag(old, layout.RETRIED_AS, self.run_id)
             self.client.set_terminated(old, "FAILED")
         if earlier:
-            self.client.set_tag(self.run_id, "actstudy.retry_of", ",".join(sorted(earlier)))
+            self.client.set_tag(self.run_id, layout.RETRY_OF, ",".join(sorted(earlier)))
 
     def epoch(self, record: dict) -> None:
         if self.client is None:
             return
         step, now = int(record["epoch"]), int(time.time() * 1000)
-        values = {k: record[k] for k in EPOCH_METRICS if k in record}
-        values.update(evolution_metrics(record.get("activations", {})))
+        values = {k: record[k] for k in layout.EPOCH_METRICS if k in record}
+        values.update(layout.evolution_metrics(record.get("activations", {})))
         self._pending += [Metric(k, float(v), now, step) for k, v in values.items()]
         for layer, snap in record.get("activations", {}).items():
             self.evolution.setdefault(layer, []).append({"epoch": step, "state": snap})
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             self.flush()
 
-    def flush(self, attempts: int = 1, wait: float = 0.0) -> bool:
-        """Send buffered metrics (MLflow takes at most 1000 per batch); keep what did not arrive."""
+    def flush(self) -> bool:
+        """Send buffered metrics (in batches MLflow takes); keep what did not arrive. False while MLflow is away."""
         self._last_flush = time.monotonic()
-        for attempt in range(attempts):
-            try:
-                if not self._ensure_run():
-                    raise ConnectionError("run not created yet")
-                while self._pending:
-                    self.client.log_batch(self.run_id, metrics=self._pending[:1000])
-                    del self._pending[:1000]
-                return True
-            except Exception as exc:  # noqa: BLE001 — the server may be away; the trial goes on
-                log.warning("mlflow unreachable, %d metrics buffered: %s", len(self._pending), exc)
-                del self._pending[:-MAX_BUFFERED]
-                if attempt + 1 < attempts:
-                    time.sleep(wait)
-        return False
+        try:
+            self._send()
+            return True
+        except MLFLOW_AWAY as exc:  # the server may be away; the trial goes on
+            log.warning("mlflow unreachable, %d metrics buffered: %s", len(self._pending), exc)
+            del self._pending[:-MAX_BUFFERED]
+            return False
+
+    def _send(self) -> None:
+        if not self._ensure_run():
+            raise RunNotCreated("run not created yet")
+        while self._pending:
+            self.client.log_batch(self.run_id, metrics=self._pending[:layout.BATCH_METRICS])
+            del self._pending[:layout.BATCH_METRICS]
 
     def _finish(self, tags: dict[str, str] | None = None) -> None:
-        """Everything this attempt has to log, sent before the trial function returns (so before Tune hears it ended)."""
+        """Everything this attempt has to log, sent before the trial function returns (so before Tune hears it
+        ended); an unreachable server is waited for up to END_FLUSH_S."""
         if self.client is None:
             return
-        if not self.flush(attempts=int(self.END_FLUSH_S / 2), wait=2.0):
+        try:
+            for attempt in Retrying(stop=stop_after_delay(self.END_FLUSH_S), wait=wait_fixed(2),
+                                    retry=retry_if_exception_type(MLFLOW_AWAY)):
+                with attempt:
+                    if not self.flush():
+                        raise RunNotCreated("metrics not sent yet")
+        except RetryError:
             log.error("mlflow unreachable for %.0f s: this attempt's metrics were not recorded", self.END_FLUSH_S)
             return
         self._safe(self._log_evolution)
@@ -193,7 +166,7 @@ class MlflowTrialRecorder(TrialRecorder):
         self._finish()
 
     def failed(self, error: BaseException) -> None:
-        self._finish({"actstudy.failure": f"{type(error).__name__}: {error}"[:4000]})
+        self._finish({layout.FAILURE: layout.clip(f"{type(error).__name__}: {error}", layout.FAILURE_CHARS)})
 
     def stopped(self) -> None:
         self._finish()
@@ -205,25 +178,22 @@ class MlflowTrialRecorder(TrialRecorder):
         return {"mlflow_run_id": self.run_id} if self.run_id else {}
 
     def _log_evolution(self) -> None:
-        from studies.plots import plot_evolution, plt
+        from studies.report import plot_evolution, save  # matplotlib: only where a learnable activation trained
 
         with tempfile.TemporaryDirectory() as tmp:
             for layer, history in self.evolution.items():
-                key = sanitize(layer)
-                path = Path(tmp) / f"{key}.json"
-                path.write_text(json.dumps({"layer": layer, "kind": activation_kind(history[-1]["state"]), "history": history}))
-                kind = activation_kind(history[-1]["state"])
-                fig = plot_evolution(kind, history, f"{kind.upper()} at {layer}: its shape over training")
-                fig.savefig(Path(tmp) / f"{key}.png", dpi=90)
-                plt.close(fig)
+                key = layout.sanitize(layer)
+                kind = layout.activation_kind(history[-1]["state"])
+                (Path(tmp) / f"{key}.json").write_text(json.dumps({"layer": layer, "kind": kind, "history": history}))
+                save(plot_evolution(kind, history, f"{kind.upper()} at {layer}: its shape over training"), Path(tmp) / f"{key}.png", dpi=90)
             if self.evolution:
-                self.client.log_artifacts(self.run_id, tmp, artifact_path="evolution")
+                self.client.log_artifacts(self.run_id, tmp, artifact_path=layout.EVOLUTION_DIR)
 
     @staticmethod
     def _safe(fn) -> None:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 — best effort: a figure or a tag missing never fails the trial
             log.warning("mlflow call failed: %s", exc)
 
 

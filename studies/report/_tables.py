@@ -1,78 +1,13 @@
-"""Confirmation statistics: per-activation mean, std and 95% CI of test accuracy, paired t-tests
-against the baseline over the shared seeds (SciPy), Holm-corrected, and the ranking."""
+"""The ranking as people read it: rows, Markdown, CSV, the verdict in one sentence, the study's answer page."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 
-import numpy as np
-from scipy import stats
-
-from studies.schema import PairedTest, StudyResults, Summary
-
-ALPHA = 0.05
-
-
-def summarize(values: list[float]) -> Summary:
-    """Mean, sample std and the two-sided 95% t interval of the mean."""
-    a = np.asarray(values, dtype=float)
-    n = len(a)
-    mean = float(a.mean()) if n else math.nan
-    std = float(a.std(ddof=1)) if n > 1 else 0.0
-    if n > 1 and std > 0:
-        lo, hi = stats.t.interval(0.95, df=n - 1, loc=mean, scale=std / math.sqrt(n))
-    else:
-        lo = hi = mean
-    return Summary(n=n, values=[float(v) for v in a], mean=mean, std=std, ci95=(float(lo), float(hi)))
-
-
-def holm(p_values: dict[str, float]) -> dict[str, float]:
-    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN."""
-    finite = sorted((p, k) for k, p in p_values.items() if not math.isnan(p))
-    m = len(finite)
-    adjusted: dict[str, float] = {k: math.nan for k, p in p_values.items() if math.isnan(p)}
-    running = 0.0
-    for i, (p, k) in enumerate(finite):
-        running = max(running, min(1.0, (m - i) * p))
-        adjusted[k] = running
-    return adjusted
-
-
-def paired_vs_baseline(scores: dict[str, dict[int, float]], baseline: str) -> dict[str, PairedTest]:
-    """Paired t-test of each activation against the baseline over the seeds both have, Holm-corrected."""
-    base = scores.get(baseline, {})
-    raw: dict[str, float] = {}
-    diffs: dict[str, tuple[float, int]] = {}
-    for label, by_seed in scores.items():
-        if label == baseline:
-            continue
-        seeds = sorted(set(by_seed) & set(base))
-        a = np.array([by_seed[s] for s in seeds])
-        b = np.array([base[s] for s in seeds])
-        diff = float((a - b).mean()) if seeds else math.nan
-        if len(seeds) >= 2 and np.any(a - b != (a - b)[0]):
-            p = float(stats.ttest_rel(a, b).pvalue)
-        elif len(seeds) >= 2 and diff != 0:
-            p = 0.0  # identical non-zero differences on every seed: the t statistic is infinite
-        else:
-            p = math.nan if len(seeds) < 2 else 1.0
-        raw[label], diffs[label] = p, (diff, len(seeds))
-    adjusted = holm(raw)
-    return {
-        label: PairedTest(mean_diff=diffs[label][0], n_pairs=diffs[label][1], p_value=raw[label], p_holm=adjusted[label],
-                          significant=bool(not math.isnan(adjusted[label]) and adjusted[label] < ALPHA))
-        for label in raw
-    }
-
-
-def _number(v: float | None) -> float:
-    """A statistic that may be missing (null once stored) as a float: NaN when missing."""
-    return math.nan if v is None else float(v)
-
-
-def rank(summaries: dict[str, Summary]) -> list[str]:
-    """Labels by mean test accuracy, best first (NaN last)."""
-    return sorted(summaries, key=lambda k: (math.isnan(_number(summaries[k].mean)), -np.nan_to_num(_number(summaries[k].mean), nan=0.0)))
+from studies.report._statistics import ALPHA, number
+from studies.spec import StudyResults
 
 
 def ranking_rows(results: StudyResults) -> list[dict]:
@@ -84,18 +19,29 @@ def ranking_rows(results: StudyResults) -> list[dict]:
         rows.append({
             "rank": i,
             "activation": label,
-            "test_acc_mean": _number(t.mean),
-            "test_acc_std": _number(t.std),
-            "ci95_low": _number(t.ci95[0]),
-            "ci95_high": _number(t.ci95[1]),
-            "diff_vs_baseline": _number(vs.mean_diff) if vs else (0.0 if label == results.baseline else math.nan),
-            "p_holm": _number(vs.p_holm) if vs else math.nan,
+            "test_acc_mean": number(t.mean),
+            "test_acc_std": number(t.std),
+            "ci95_low": number(t.ci95[0]),
+            "ci95_high": number(t.ci95[1]),
+            "diff_vs_baseline": number(vs.mean_diff) if vs else (0.0 if label == results.baseline else math.nan),
+            "p_holm": number(vs.p_holm) if vs else math.nan,
             "significant": vs.significant if vs else False,
+            "not_testable": vs.not_testable if vs else None,
             "best_lr": best.lr if best else None,
             "best_l2": best.l2 if best else None,
             "best_val_acc": a.best_val_acc,
         })
     return rows
+
+
+def p_cell(row: dict) -> str:
+    """The p-value column of a ranking row: the value, "not testable" (with the reason below the table), or '-'."""
+    return "not testable" if row["not_testable"] else fmt(row["p_holm"])
+
+
+def untested_notes(rows: list[dict]) -> list[str]:
+    """One line per activation that could not be tested against the baseline, saying why."""
+    return [f"{r['activation']}: not testable, {r['not_testable']}" for r in rows if r["not_testable"]]
 
 
 def fmt(v) -> str:
@@ -115,18 +61,16 @@ def ranking_markdown(results: StudyResults) -> str:
         mark = " *" if r["significant"] else ""
         lines.append("| " + " | ".join([
             str(r["rank"]), r["activation"], f"{r['test_acc_mean']:.4f} ± {r['test_acc_std']:.4f}",
-            f"[{r['ci95_low']:.4f}, {r['ci95_high']:.4f}]", fmt(r["diff_vs_baseline"]) + mark, fmt(r["p_holm"]),
+            f"[{r['ci95_low']:.4f}, {r['ci95_high']:.4f}]", fmt(r["diff_vs_baseline"]) + mark, p_cell(r),
             fmt(r["best_lr"]), fmt(r["best_l2"]),
         ]) + " |")
     lines.append("")
     lines.append(f"* significant at α={ALPHA} after Holm correction (paired t-test over shared seeds)")
+    lines += [f"- {note}" for note in untested_notes(rows)]
     return "\n".join(lines)
 
 
 def ranking_csv(results: StudyResults) -> str:
-    import csv
-    import io
-
     rows = ranking_rows(results)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["rank"])
@@ -147,10 +91,10 @@ def verdict(results: StudyResults) -> str:
         vs = results.activations[label].vs_baseline
         if label == base:
             continue
-        if vs is None or vs.p_holm is None or math.isnan(_number(vs.p_holm)):
-            untested.append(label)
+        if vs is None or vs.not_testable or vs.p_holm is None or math.isnan(number(vs.p_holm)):
+            untested.append(f"{label} ({vs.not_testable if vs and vs.not_testable else 'no confirmation scores'})")
         elif vs.significant:
-            (better if _number(vs.mean_diff) > 0 else worse).append(label)
+            (better if number(vs.mean_diff) > 0 else worse).append(label)
         else:
             same.append(label)
     parts = []
@@ -161,7 +105,7 @@ def verdict(results: StudyResults) -> str:
     if same:
         parts.append(f"{_names(same)} {'is' if len(same) == 1 else 'are'} indistinguishable from {base}")
     if untested:
-        parts.append(f"{_names(untested)} could not be tested (fewer than two seeds shared with {base})")
+        parts.append(f"not testable, so neither better nor worse: {'; '.join(untested)}")
     if not parts:
         return f"Only the baseline, {base}, was compared."
     n = len(results.seeds)

@@ -10,9 +10,8 @@ import time
 
 from ray import tune
 
-from studies.schema import ActivationProgress, Phase, PhaseProgress, StudyResults
-from studies.spec import StudySpec
-from studies.trial import flatten
+from studies.spec import ActivationProgress, Phase, PhaseProgress, StudyResults, StudySpec
+from studies.trial_run import flatten
 
 
 class ProgressSink:

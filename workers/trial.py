@@ -1,5 +1,5 @@
 """The body of a Ray Tune trial (`run_trial`): `workers.train.train` reporting each epoch to Tune,
-checkpointing, resuming. The studies layer's trainable (`studies.trial.study_trial`) calls it.
+checkpointing, resuming. The studies layer's Tune trainable (`studies.execution.study_trainable`) calls it.
 
 Checkpoints go to a folder the caller names (`checkpoint_dir`), not to Tune's storage: a
 study keys it by study, activation and Optuna trial, so any later attempt of the same trial (Tune's

@@ -17,13 +17,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 import activations
-from studies.errors import describe
-from workers.config import MAX_EPOCHS, DatasetName, Hidden, ModelName, TrainingOptions, TrialConfig, ValFraction, with_defaults
+from studies.spec._errors import describe
+from workers import MAX_EPOCHS, DatasetName, Hidden, ModelName, TrainingOptions, TrialConfig, ValFraction, with_defaults
 
 MAX_ACTIVATIONS = 20
 MAX_TRIALS = 200
 MAX_SEEDS = 20
 MAX_TRIAL_EPOCHS = 200_000
+CONFIRM_SEED_OFFSET = 1000  # confirmation seeds differ from the search seed, and are shared by all activations
 
 
 class _Strict(BaseModel):
@@ -77,7 +78,7 @@ class ActivationSpec(_Strict):
         return {"name": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _check(self) -> "ActivationSpec":
+    def _check(self) -> ActivationSpec:
         self.name = self.name.lower()
         try:
             activations.entry(self.name)
@@ -119,7 +120,7 @@ class RangeSpec(_Strict):
     log: bool = True
 
     @model_validator(mode="after")
-    def _check(self) -> "RangeSpec":
+    def _check(self) -> RangeSpec:
         if not self.low < self.high:
             raise ValueError(f"low must be < high, got low={self.low} high={self.high}")
         if self.log and self.low <= 0:
@@ -188,7 +189,7 @@ class StudySpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "StudySpec":
+    def _check(self) -> StudySpec:
         labels = [a.label for a in self.activations]
         dupes = sorted({label for label in labels if labels.count(label) > 1})
         if dupes:
@@ -215,6 +216,10 @@ class StudySpec(_Strict):
 
     def activation(self, label: str) -> ActivationSpec:
         return next(a for a in self.activations if a.label == label)
+
+    def confirm_seeds(self) -> list[int]:
+        """The confirmation seeds, the same for every activation."""
+        return [self.seed + CONFIRM_SEED_OFFSET + i for i in range(self.confirm.seeds)]
 
     def total_trials(self) -> int:
         return len(self.activations) * self.search.trials_per_activation

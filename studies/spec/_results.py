@@ -1,8 +1,8 @@
 """What a study reports, typed: its status, its progress while it runs and its results when it ends.
 
-Built once (`studies.progress`, `studies.results`) and read by the runner, the report, MLflow, the
-console, the records and the API (whose OpenAPI schema is these models). A statistic that does not
-exist (the CI of one seed's mean, a p-value without pairs) is NaN in memory and null in JSON.
+Built once (`studies.execution`'s progress, `studies.report.build_results`) and read by the runner, the
+report, MLflow, the console, the records and the API (whose OpenAPI schema is these models). A statistic
+that does not exist (the CI of one seed's mean, a p-value without pairs) is NaN in memory and null in JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +15,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Phase = Literal["search", "confirm"]
 TrialStatus = Literal["completed", "pruned", "diverged", "error"]  # how a search trial ended
+
+
+def outcome(result: dict | None, epochs: int, error: bool = False) -> TrialStatus:
+    """completed | pruned | diverged | error: how a trial ended, from its last result."""
+    result = result or {}
+    if error:
+        return "error"
+    if result.get("diverged"):
+        return "diverged"
+    # `epoch`, not Tune's training_iteration: a trial continued from a checkpoint in a new experiment
+    # counts its reports from 1 again.
+    return "pruned" if result.get("epoch", 0) < epochs else "completed"
 
 
 class StudyStatus(str, enum.Enum):
@@ -92,9 +104,11 @@ class PairedTest(_Model):
 
     mean_diff: float | None
     n_pairs: int
-    p_value: float | None = Field(description="paired t-test")
-    p_holm: float | None = Field(description="Holm-adjusted over the study's activations")
-    significant: bool = Field(description="p_holm < 0.05")
+    p_value: float | None = Field(description="paired t-test; none when not testable")
+    p_holm: float | None = Field(description="Holm-adjusted over the study's activations; none when not testable")
+    significant: bool = Field(description="p_holm < 0.05; never when not testable")
+    not_testable: str | None = Field(None, description="why no test was made (fewer than 2 shared seeds, or the "
+                                                       "same difference on every seed: zero variance)")
 
 
 class TrialCounts(_Model):
@@ -148,3 +162,24 @@ class StudyResults(_Model):
 
     def rank(self, label: str) -> int:
         return self.ranking.index(label) + 1
+
+
+class StudyOutcome(_Model):
+    """What a study's two phases produced, before the statistics: the search's trials, each activation's best
+    trial, and the confirmation's test accuracy by seed."""
+
+    trials: dict[str, list[TrialSummary]]
+    best: dict[str, TrialSummary]
+    scores: dict[str, dict[int, float]]
+
+
+class ConfirmCell(_Model):
+    """One confirmation run: an activation's best setting, trained with one of the shared seeds."""
+
+    label: str
+    activation: str
+    activation_params: dict
+    lr: float
+    l2: float
+    seed: int
+    trial_key: str = Field(description="the cell across drivers and attempts (its MLflow runs are found by it)")

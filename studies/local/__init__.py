@@ -1,0 +1,10 @@
+"""The embedded stack's processes on one machine: an `mlflow server` on SQLite (`start_mlflow`) and a Ray head
+(`start_ray_head`, `RayHead`), each on its own free ports, waited for until it answers and stopped cleanly.
+`actstudy run`, `actstudy serve`, the demo and the tests use them."""
+
+from studies.local._ports import free_port
+from studies.local._ray_head import HEAD_MARK, RayHead, start_ray_head
+from studies.local._services import SERVICE_SECRETS, NotReady, Service, child_env, executable, start_mlflow, wait_http
+
+__all__ = ["HEAD_MARK", "SERVICE_SECRETS", "NotReady", "RayHead", "Service", "child_env", "executable", "free_port", "start_mlflow",
+           "start_ray_head", "wait_http"]

@@ -1,0 +1,97 @@
+"""Processes of the embedded stack: a child's environment, a started service that stops cleanly, waiting for
+one to answer, and the `mlflow server` on SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from studies.local._ports import free_port
+
+# The service's own secrets: a process this module starts (and every Ray worker, which inherits the head's
+# environment) never needs them.
+SERVICE_SECRETS = ("ACTSTUDY_ADMIN_TOKEN", "ACTSTUDY_DATABASE_URL")
+
+
+def child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SERVICE_SECRETS}
+
+
+def executable(name: str) -> str:
+    """A console script of this environment (beside its Python), else the one on PATH."""
+    return str(Path(sys.executable).with_name(name)) if Path(sys.executable).with_name(name).exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
+class NotReady(ConnectionError):
+    """A service that answered, but not yet as ready (an HTTP 5xx)."""
+
+
+def wait_http(url: str, process: subprocess.Popen | None, log: Path | None, timeout: float, what: str) -> None:
+    """Until `url` answers below 500 (every 0.5 s, for `timeout` s); fails at once, with the log's tail, if the
+    process that should answer there exits."""
+
+    def exited() -> None:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready; log {log}:\n{tail}")
+
+    def ready() -> None:
+        exited()
+        if httpx.get(url, timeout=2).status_code >= 500:
+            raise NotReady(url)
+
+    try:
+        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.5), retry=retry_if_exception_type((httpx.HTTPError, NotReady)),
+                 reraise=True)(ready)
+    except (httpx.HTTPError, NotReady):
+        raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s (log: {log})") from None
+
+
+def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 180) -> Service:
+    """`mlflow server` on SQLite with a local artifact folder under data_dir."""
+    data_dir = Path(data_dir).resolve() / "mlflow"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(port or 5000)
+    log = data_dir / "server.log"
+    env = {**child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers: 2 processes, not 8
+    cmd = [
+        executable("mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}",
+        "--artifacts-destination", str(data_dir / "artifacts"),
+        "--host", host, "--port", str(port), "--workers", "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://{host}:{port}"
+    service = Service("mlflow", url, proc, log)
+    try:
+        wait_http(f"{url}/health", proc, log, timeout, "mlflow server")
+    except BaseException:
+        service.stop()
+        raise
+    return service
