@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo stop bench clean
+.PHONY: install lint test demo stop bench clean
 
 # The fused CPU kernels of TeLU and PWLU: built once per machine (~20 s), checked in a second after that.
 install: $(STAMP)
@@ -19,7 +19,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: install
+# ruff (pinned in the lock, configured in pyproject.toml): pyflakes, pycodestyle, isort, bugbear, pyupgrade.
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Starts Ray, MLflow and the API locally, submits examples/mnist1d-quick.yaml over REST and follows it.

@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+import optuna
 import ray
 
 from studies.mlflow import TRIAL_MLFLOW_ENV
@@ -38,17 +39,20 @@ DRIVER_LOG_LEVELS = {
 
 @contextlib.contextmanager
 def driver_settings() -> Iterator[None]:
-    """DRIVER_ENV and DRIVER_LOG_LEVELS while a study runs in this process (a variable the user set is kept),
+    """DRIVER_ENV, DRIVER_LOG_LEVELS and Optuna's verbosity (warnings) while a study runs in this process (a variable the user set is kept),
     and everything as it was afterwards."""
     saved_env = {k: os.environ.get(k) for k in DRIVER_ENV}
     saved_levels = {name: logging.getLogger(name).level for name in DRIVER_LOG_LEVELS}
+    saved_optuna = optuna.logging.get_verbosity()
     for key, value in DRIVER_ENV.items():
         os.environ.setdefault(key, value)
     for name, level in DRIVER_LOG_LEVELS.items():
         logging.getLogger(name).setLevel(level)
+    optuna.logging.set_verbosity(min(saved_optuna, optuna.logging.WARNING))  # no "study created" line per activation
     try:
         yield
     finally:
+        optuna.logging.set_verbosity(saved_optuna)
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
