@@ -13,7 +13,8 @@ Its rooms, each a package whose `__init__` names what it offers (imports flow do
 
 and the entry points: `runner` (`run_study`), `driver` (`python -m studies.driver ID`, the service's Ray
 job), `cli` (`actstudy run | train | activations`), `console` (the terminal's tables), `settings` (what a
-driver reads from its environment), `trial_run` and `trainable` (a study trial on a Ray worker).
+driver reads from its environment), `cli_options` (click options from a pydantic model), `trial_run` and
+`trainable` (a study trial on a Ray worker).
 """
 
 __all__ = ["confirm", "execution", "local", "mlflow", "records", "report", "search", "spec"]

@@ -53,42 +53,40 @@ def run_study(
     driver's settings ($RAY_ADDRESS, $ACTSTUDY_MLFLOW_PUBLIC_URL).
     """
     settings = DriverSettings()
+    ray_address = ray_address or settings.ray_address
+    mlflow_public_url = mlflow_public_url or settings.mlflow_public_url
+    sink = sink or ProgressSink()
+    paths = StudyPaths(Path(storage_dir).resolve() / study_id)  # Tune's storage needs an absolute path
     with driver_settings():
-        return _run(spec, study_id, StudyPaths(Path(storage_dir).resolve() / study_id), mlflow_uri, optuna_storage,
-                    ray_address or settings.ray_address, mlflow_public_url or settings.mlflow_public_url, sink or ProgressSink())
-
-
-def _run(spec: StudySpec, study_id: str, paths: StudyPaths, mlflow_uri: str, optuna_storage: str | None, ray_address: str | None,
-         mlflow_public_url: str | None, sink: ProgressSink) -> StudyResults:
-    paths.root.mkdir(parents=True, exist_ok=True)  # Tune's storage needs an absolute path: StudyPaths has one
-    ensure_ray(ray_address)
-    runs = StudyRuns.open(mlflow_uri, spec, study_id, public_url=mlflow_public_url)
-    SINKS[study_id] = sink
-    try:
-        check_placeable(spec)
-        searcher = PerActivationSearcher(spec, study_id, open_storage(optuna_storage or paths.optuna))
-        kept = searcher.summaries()
-        lost = sum(len(v) for v in searcher.retried.values())
-        if any(kept.values()) or lost:
-            log.info("resuming study %s: %d finished trials kept, %d lost with a driver run again",
-                     study_id, sum(len(v) for v in kept.values()), lost)
-        runs.close_interrupted({t.key: t.status for ts in kept.values() for t in ts})
-        sink.started(spec, study_id, runs.parent_url)
-        ctx = StudyContext(spec, study_id, paths, runs, mlflow_uri)
-        trials = run_search(ctx, searcher)
-        best = {label: b for label in spec.labels if (b := best_trial(trials[label])) is not None}
-        if not best:
-            raise RuntimeError("no activation finished a single trial (all diverged, were pruned or failed)")
-        produced = StudyOutcome(trials=trials, best=best, scores=run_confirm(ctx, best))
-        results = build_results(spec, study_id, produced)
-        results.mlflow = runs.links()
-        runs.finish(StudyAnswer(spec, results, produced, searcher.studies()))
-        sink.finished(results)
-        return results
-    except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        runs.fail(reason, status="KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
-        sink.failed(reason)
-        raise
-    finally:
-        SINKS.pop(study_id, None)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        ensure_ray(ray_address)
+        runs = StudyRuns.open(mlflow_uri, spec, study_id, public_url=mlflow_public_url)
+        SINKS[study_id] = sink
+        try:
+            check_placeable(spec)
+            searcher = PerActivationSearcher(spec, study_id, open_storage(optuna_storage or paths.optuna))
+            kept = searcher.summaries()
+            lost = sum(len(v) for v in searcher.retried.values())
+            if any(kept.values()) or lost:
+                log.info("resuming study %s: %d finished trials kept, %d lost with a driver run again",
+                         study_id, sum(len(v) for v in kept.values()), lost)
+            runs.close_interrupted({t.key: t.status for ts in kept.values() for t in ts})
+            sink.started(spec, study_id, runs.parent_url)
+            ctx = StudyContext(spec, study_id, paths, runs, mlflow_uri)
+            trials = run_search(ctx, searcher)
+            best = {label: b for label in spec.labels if (b := best_trial(trials[label])) is not None}
+            if not best:
+                raise RuntimeError("no activation finished a single trial (all diverged, were pruned or failed)")
+            produced = StudyOutcome(trials=trials, best=best, scores=run_confirm(ctx, best))
+            results = build_results(spec, study_id, produced)
+            results.mlflow = runs.links()
+            runs.finish(StudyAnswer(spec, results, produced, searcher.studies()))
+            sink.finished(results)
+            return results
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            runs.fail(reason, status="KILLED" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "FAILED")
+            sink.failed(reason)
+            raise
+        finally:
+            SINKS.pop(study_id, None)
