@@ -21,6 +21,7 @@ import psutil
 from rich.console import Console
 
 from service.client import Client
+from service.stack import StackLocked, owner_lock, stop_recorded
 from studies.console import print_results
 from studies.local import free_port, wait_http
 from studies.spec import load_spec
@@ -65,12 +66,22 @@ def start_stack(data_dir: Path, port: int, console: Console) -> tuple[str, int, 
 
 
 def stop_stack(data_dir: Path, console: Console, timeout: float = 90) -> int:
-    """SIGTERM the `actstudy serve` the demo started and wait until it has stopped what it started."""
+    """SIGTERM the `actstudy serve` the demo started and wait until it has stopped what it started; a stack whose
+    serve was killed is stopped from what it recorded (`service.stack`)."""
     pid_file = data_dir / "serve.pid"
     pid = int(pid_file.read_text()) if pid_file.exists() else None
     if pid is None or not _alive(pid):
-        console.print("no stack running")
         pid_file.unlink(missing_ok=True)
+        if not data_dir.is_dir():
+            console.print("no stack running")
+            return 0
+        try:
+            with owner_lock(data_dir):  # no serve holds it: what is recorded is an orphan
+                stopped = stop_recorded(data_dir, console.print)
+        except StackLocked as exc:
+            console.print(f"[red]{exc}[/red]")
+            return 1
+        console.print("stack stopped (its serve had died)" if stopped else "no stack running")
         return 0
     console.print(f"stopping the stack (pid {pid}) ...")
     os.kill(pid, signal.SIGTERM)

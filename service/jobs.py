@@ -1,18 +1,22 @@
-"""Studies as Ray jobs: submission through Ray's Jobs API, and the reconciler that maps job states
-onto study states (and relaunches a driver that died, which then continues from the study's stores)."""
+"""Studies as Ray jobs: submission through Ray's Jobs API, and the reconciler's decisions that map job states
+onto study states — relaunching a driver that died (it then continues from the study's stores), and finishing
+a cancel once the driver is gone (every MLflow run of the study ended, then `cancelled`)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import requests
 from ray.job_submission import JobStatus, JobSubmissionClient
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from service.settings import Settings
+from studies.mlflow import MLFLOW_AWAY, close_study_runs
 from studies.records import RecordStore, Study, StudyStatus
 from workers.files import written_whole
 
@@ -24,27 +28,44 @@ SUBMIT_RETRY_S = 30.0
 SUBMIT_RETRIES = {"stop": stop_after_delay(SUBMIT_RETRY_S), "wait": wait_fixed(1),
                   "retry": retry_if_exception_type((RuntimeError, requests.ConnectionError)),
                   "before_sleep": before_sleep_log(log, logging.INFO)}
+STATUS_TIMEOUT_S = 10.0
+# A job the cluster does not know may be one still being submitted (the attempt is claimed on the study's row
+# first, then submitted, retrying for up to SUBMIT_RETRY_S): it counts as gone only once the row has been quiet
+# for longer than that. A live driver writes its progress often; a dead one's row stays quiet.
+GONE_AFTER_QUIET_S = SUBMIT_RETRY_S + 15.0
+ENDED = (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 class JobLauncherError(RuntimeError):
     """The Ray cluster could not be reached or refused the job."""
 
 
+class ClusterAway(JobLauncherError):
+    """The Ray cluster did not answer (or answered with a server error): nothing is known about the job."""
+
+
+class JobGone(JobLauncherError):
+    """The Ray cluster answered that the job does not exist (HTTP 404): its driver is gone with it."""
+
+
 class JobLauncher:
-    """Submits `python -m studies.driver <id>` as a Ray job and asks how it is doing."""
+    """Submits `python -m studies.driver <id>` as a Ray job, asks how it is doing, stops it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client: JobSubmissionClient | None = None
 
     @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Authorization": f"Bearer {self.settings.ray_auth_token}"} if self.settings.ray_auth_token else None
+
+    @property
     def client(self) -> JobSubmissionClient:
         if self._client is None:
             if not self.settings.ray_jobs_url:
                 raise JobLauncherError("no Ray cluster configured (ACTSTUDY_RAY_JOBS_URL)")
-            headers = {"Authorization": f"Bearer {self.settings.ray_auth_token}"} if self.settings.ray_auth_token else None
             try:
-                self._client = JobSubmissionClient(self.settings.ray_jobs_url, headers=headers)
+                self._client = JobSubmissionClient(self.settings.ray_jobs_url, headers=self.headers)
             except Exception as exc:  # noqa: BLE001 — connection or auth
                 raise JobLauncherError(f"Ray Jobs API at {self.settings.ray_jobs_url} unreachable: {type(exc).__name__}") from exc
         return self._client
@@ -83,13 +104,26 @@ class JobLauncher:
         return path
 
     def status(self, job_id: str) -> tuple[JobStatus, str]:
-        info = self.client.get_job_info(job_id)
-        return info.status, info.message or ""
+        """The job's status and message, from Ray's Jobs REST API (`GET /api/jobs/<id>`), whose status code tells
+        a job that does not exist (404: JobGone) from a cluster that does not answer (ClusterAway)."""
+        url = self.settings.ray_jobs_url
+        if not url:
+            raise JobLauncherError("no Ray cluster configured (ACTSTUDY_RAY_JOBS_URL)")
+        try:
+            r = httpx.get(f"{url.rstrip('/')}/api/jobs/{job_id}", headers=self.headers, timeout=STATUS_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            raise ClusterAway(f"the Ray Jobs API at {url} does not answer ({type(exc).__name__})") from exc
+        if r.status_code == 404:
+            raise JobGone(f"Ray job {job_id} does not exist")
+        if r.status_code != 200:
+            raise ClusterAway(f"the Ray Jobs API at {url} answered {r.status_code} for job {job_id}")
+        body = r.json()
+        return JobStatus(body["status"]), body.get("message") or ""
 
     def stop(self, job_id: str) -> bool:
         try:
             return self.client.stop_job(job_id)
-        except Exception as exc:  # noqa: BLE001 — already gone
+        except Exception as exc:  # noqa: BLE001 — already gone, or the cluster is away: the reconciler tries again
             log.warning("stop_job %s: %s", job_id, exc)
             return False
 
@@ -99,9 +133,8 @@ class JobLauncher:
         from ray.util.state.api import StateApiClient
         from ray.util.state.common import ListApiOptions, StateResource
 
-        headers = {"Authorization": f"Bearer {self.settings.ray_auth_token}"} if self.settings.ray_auth_token else None
         try:
-            nodes = StateApiClient(self.settings.ray_jobs_url, headers=headers).list(
+            nodes = StateApiClient(self.settings.ray_jobs_url, headers=self.headers).list(
                 StateResource.NODES, options=ListApiOptions(detail=True, timeout=10), raise_on_missing_output=False)
         except Exception as exc:  # noqa: BLE001 — an old head, a blip: not a reason to refuse a study
             log.warning("could not list the cluster's nodes: %s", exc)
@@ -132,30 +165,76 @@ def launch(store: RecordStore, jobs: JobLauncher, study: Study) -> str | None:
     return jobs.submit(study, attempt)
 
 
+def _driver_died(store: RecordStore, jobs: JobLauncher, study: Study, max_attempts: int, why: str, spent: str) -> None:
+    """Relaunch the study's driver (it resumes from the study's stores), or fail the study with `spent`."""
+    if study.attempts < max_attempts:
+        log.warning("driver of study %s is gone (%s); relaunching, attempt %d", study.id, why, study.attempts + 1)
+        try:
+            launch(store, jobs, study)
+        except JobLauncherError as exc:
+            store.mark(study.id, StudyStatus.failed, error=f"driver died and could not be relaunched: {exc}")
+    else:
+        log.error("driver of study %s is gone after %d attempts (last job %s): %s", study.id, study.attempts, study.ray_job_id, why)
+        store.mark(study.id, StudyStatus.failed, error=spent)
+
+
+def _quiet_for(study: Study) -> float:
+    """Seconds since the study's row last changed (SQLite gives naive datetimes: they are UTC)."""
+    last = study.updated_at or study.created_at
+    last = last if last.tzinfo else last.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - last).total_seconds()
+
+
+def finish_cancel(store: RecordStore, jobs: JobLauncher, study: Study) -> str:
+    """A cancelling study becomes `cancelled` once its driver is gone and every MLflow run it left open is
+    ended (KILLED); until then it stays `cancelling` (the job is asked to stop again). ClusterAway propagates."""
+    if study.ray_job_id:
+        try:
+            status, _ = jobs.status(study.ray_job_id)
+        except JobGone:
+            status = None
+        if status is not None and status not in ENDED:
+            jobs.stop(study.ray_job_id)
+            return study.status
+    if jobs.settings.mlflow_uri:
+        try:
+            closed = close_study_runs(jobs.settings.mlflow_uri, study.name, study.id, study.error or "cancelled")
+        except MLFLOW_AWAY as exc:
+            log.warning("study %s: cannot end its MLflow runs yet: %s", study.id, exc)
+            return study.status
+        if closed:
+            log.info("study %s: ended %d MLflow run(s) its driver left open", study.id, closed)
+    store.mark(study.id, StudyStatus.cancelled, error=study.error)
+    return StudyStatus.cancelled.value
+
+
 def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attempts: int) -> str:
-    """Bring one active study's status in line with its Ray job; returns the (new) status."""
-    if StudyStatus(study.status).terminal or not study.ray_job_id:
+    """Bring one active study's status in line with its Ray job; returns the (new) status. Raises ClusterAway
+    when the cluster does not answer: then nothing is changed."""
+    if StudyStatus(study.status).terminal:
+        return study.status
+    if study.status == StudyStatus.cancelling.value:
+        return finish_cancel(store, jobs, study)
+    if not study.ray_job_id:
         return study.status
     try:
         status, message = jobs.status(study.ray_job_id)
-    except Exception as exc:  # noqa: BLE001 — cluster away: leave the record as it is
-        log.warning("job %s of study %s: %s", study.ray_job_id, study.id, exc)
-        return study.status
+    except JobGone:
+        if _quiet_for(study) < GONE_AFTER_QUIET_S:
+            return study.status  # perhaps still being submitted: look again later
+        _driver_died(store, jobs, study, max_attempts, f"its Ray job {study.ray_job_id} does not exist",
+                     f"the study's driver is gone: its Ray job {study.ray_job_id} no longer exists (the Ray cluster was "
+                     f"restarted or replaced), and {study.attempts} attempt(s) of {max_attempts} are spent "
+                     "(ACTSTUDY_MAX_DRIVER_ATTEMPTS)")
+        return store.get(study.id).status
     if status == JobStatus.FAILED:
-        if study.attempts < max_attempts:
-            log.warning("driver of study %s died (%s); relaunching, attempt %d", study.id, message, study.attempts + 1)
-            try:
-                launch(store, jobs, study)
-            except JobLauncherError as exc:
-                store.mark(study.id, StudyStatus.failed, error=f"driver died and could not be relaunched: {exc}")
-        else:
-            # Ray's message is a traceback of our internals: for the log, not for the API's users.
-            log.error("driver of study %s failed %d times; last job %s: %s", study.id, study.attempts, study.ray_job_id, message)
-            store.mark(study.id, StudyStatus.failed,
-                       error=f"the study's driver failed {study.attempts} times (last: Ray job {study.ray_job_id}); "
-                             "the service's log has the details")
-    elif status == JobStatus.STOPPED:
-        store.mark(study.id, StudyStatus.cancelled, error=study.error or "the Ray job was stopped")
+        # Ray's message is a traceback of our internals: for the log, not for the API's users.
+        _driver_died(store, jobs, study, max_attempts, message,
+                     f"the study's driver failed {study.attempts} times (last: Ray job {study.ray_job_id}); "
+                     "the service's log has the details")
+    elif status == JobStatus.STOPPED:  # stopped from outside the service: a cancel all the same
+        store.mark(study.id, StudyStatus.cancelling, error=study.error or "the Ray job was stopped")
+        return finish_cancel(store, jobs, store.get(study.id))
     elif status == JobStatus.SUCCEEDED:
         # The driver records the outcome itself; a row still active means it exited without doing so.
         fresh = store.get(study.id)
@@ -165,5 +244,6 @@ def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attem
 
 
 def reconcile_all(store: RecordStore, jobs: JobLauncher, max_attempts: int) -> None:
+    """Every active study, in turn; stops at the first ClusterAway (the cluster is away for all of them)."""
     for study in store.active():
         reconcile_one(store, jobs, study, max_attempts)

@@ -1,16 +1,23 @@
 """`actstudy serve`: the API, plus on embedded defaults a local Ray head and an `mlflow server`.
 
 With ACTSTUDY_RAY_JOBS_URL (or RAY_API_SERVER_ADDRESS), MLFLOW_TRACKING_URI and ACTSTUDY_DATABASE_URL
-all set, only the API starts. Everything started here is stopped on Ctrl-C / SIGTERM.
+all set, only the API starts. On embedded defaults the stack has one owner at a time (`service.stack`): a
+serve holds its data dir's lock, adopts the MLflow server and Ray head a killed serve left (or stops what is
+left of them), and stops everything it owns on Ctrl-C / SIGTERM. What the terminal shows, and every warning,
+also goes to `<data dir>/logs/serve.log` (rotated).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import logging.handlers
 import os
 import secrets
 import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -18,9 +25,44 @@ import uvicorn
 from service.auth import admin_token_in
 from service.main import create_app
 from service.settings import Settings
-from studies.local import free_port, start_mlflow, start_ray_head
+from service.stack import LocalStack, StackLocked, owner_lock
+from studies.local import free_port
 
 log = logging.getLogger("actstudy.serve")
+LOG_FILE = Path("logs") / "serve.log"  # in the data dir
+LOG_BYTES, LOG_BACKUPS = 10 * 2**20, 5
+# The Ray head, its drivers and trials run below the API's CPU priority: on one machine a burst of studies
+# starting must not starve the API's reads (bench/load.py).
+RAY_NICENESS = 10
+
+
+@contextlib.contextmanager
+def logging_to(data_dir: Path) -> Iterator[None]:
+    """The service's log records (INFO and up from actstudy's loggers, warnings from everything) into a rotated
+    file in the data dir, and warnings to the terminal; undone on exit."""
+    path = data_dir / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root, ours = logging.getLogger(), [logging.getLogger(name) for name in ("actstudy", "service", "studies")]
+    saved = (root.level, [logger.level for logger in ours])
+    root.addHandler(to_file)
+    root.addHandler(to_terminal)
+    root.setLevel(logging.WARNING)
+    for logger in ours:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(to_file)
+        root.removeHandler(to_terminal)
+        to_file.close()
+        root.setLevel(saved[0])
+        for logger, level in zip(ours, saved[1], strict=True):
+            logger.setLevel(level)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None, echo=print) -> int:
@@ -33,40 +75,50 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     settings = Settings()
     settings.data_dir = Path(settings.data_dir).resolve()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with logging_to(settings.data_dir):
+        def say(message: str) -> None:
+            echo(message)
+            log.info(message)
+
+        try:
+            with owner_lock(settings.data_dir):
+                return _serve(settings, host, port, say)
+        except StackLocked as exc:
+            say(f"actstudy serve: {exc}")
+            return 2
+
+
+def _serve(settings: Settings, host: str, port: int, say) -> int:
     if not settings.admin_token:
         settings.admin_token, path, made = admin_token_in(settings.data_dir)
         if made:
-            echo(f"admin token      made and kept in {path} (readable by you only; ACTSTUDY_ADMIN_TOKEN overrides it)")
-    started = []
+            say(f"admin token      made and kept in {path} (readable by you only; ACTSTUDY_ADMIN_TOKEN overrides it)")
     # SIGTERM before uvicorn owns the signals still stops what was started.
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt, as Ctrl-C does
+    stack = None
     try:
+        if not settings.mlflow_uri or not settings.ray_jobs_url:
+            stack = LocalStack.take_over(settings.data_dir, say, ray_niceness=RAY_NICENESS)
         if not settings.mlflow_uri:
-            echo("starting mlflow server (SQLite, local artifacts) ...")
-            mlflow = start_mlflow(settings.data_dir)
-            started.append(mlflow)
-            settings.mlflow_uri = mlflow.url
+            settings.mlflow_uri = stack.mlflow(say)
         if not settings.ray_jobs_url:
-            echo("starting a local Ray head ...")
-            token = settings.ray_auth_token or secrets.token_hex(32)
-            head = start_ray_head(settings.data_dir, auth_token=token)
-            started.append(head)
-            settings.ray_jobs_url, settings.ray_auth_token = head.dashboard_url, token
+            settings.ray_jobs_url, settings.ray_auth_token = stack.ray(settings.ray_auth_token or secrets.token_hex(32), say)
         app = create_app(settings)
         port = free_port(port) if port else free_port()
-        echo(f"actstudy API     http://{host}:{port}/docs")
-        echo(f"MLflow UI        {settings.mlflow_public_url or settings.mlflow_uri}")
-        echo(f"Ray dashboard    {settings.ray_jobs_url}")
-        echo(f"database         {_redact(settings.db_url)}")
-        echo("stop with Ctrl-C (or SIGTERM)")
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        say(f"actstudy API     http://{host}:{port}/docs")
+        say(f"MLflow UI        {settings.mlflow_public_url or settings.mlflow_uri}")
+        say(f"Ray dashboard    {settings.ray_jobs_url}")
+        say(f"database         {_redact(settings.db_url)}")
+        say(f"log              {settings.data_dir / LOG_FILE}")
+        say("stop with Ctrl-C (or SIGTERM)")
+        # log_config=None: uvicorn's records go through the handlers above (the log file too).
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, timeout_graceful_shutdown=5)
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
         pass
     finally:
-        for service in reversed(started):
-            echo(f"stopping {type(service).__name__.lower()} ...")
-            service.stop()
+        if stack is not None:
+            stack.stop(say)
     return 0
 
 

@@ -64,8 +64,10 @@ class RayHead:
 
 
 def start_ray_head(data_dir: str | Path, *, auth_token: str, port: int | None = None, dashboard_port: int | None = None,
-                   num_cpus: int | None = None, timeout: float = 120) -> RayHead:
-    """A local Ray head on its own ports (Redis may hold 6379, Ray's default), with token auth."""
+                   num_cpus: int | None = None, niceness: int = 0, timeout: float = 120) -> RayHead:
+    """A local Ray head on its own ports (Redis may hold 6379, Ray's default), with token auth. `niceness`: the
+    CPU priority of every process of the head (the drivers and trials it starts inherit it), below an API that
+    shares the machine."""
     port = free_port(port or 6390)
     # One folder per head: a process may start several (a test session's head, a multi-node cluster's),
     # and stopping one must not stop the others.
@@ -79,6 +81,8 @@ def start_ray_head(data_dir: str | Path, *, auth_token: str, port: int | None = 
            f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
     if num_cpus is not None:  # 0 is meaningful: a head that only coordinates
         cmd.append(f"--num-cpus={num_cpus}")
+    if niceness:
+        cmd = ["nice", "-n", str(niceness), *cmd]
     log = Path(data_dir).resolve() / "ray-start.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}", temp_dir)

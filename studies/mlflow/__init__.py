@@ -10,7 +10,7 @@ import importlib
 
 from studies.mlflow import layout
 from studies.mlflow._recorder import FLUSH_EVERY_S, MLFLOW_AWAY, TRIAL_MLFLOW_ENV, MlflowTrialRecorder
-from studies.mlflow._run_ends import RUN_STATUS, RunEnds, end_run
+from studies.mlflow._run_ends import RUN_STATUS, RunEnds, close_study_runs, end_run
 
 _LAZY = {"StudyRuns": "_study_runs", "StudyAnswer": "_summary", "StudyRunIds": "_summary", "write_answer": "_summary"}
 
@@ -22,4 +22,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["FLUSH_EVERY_S", "MLFLOW_AWAY", "RUN_STATUS", "TRIAL_MLFLOW_ENV", "MlflowTrialRecorder", "RunEnds", "StudyAnswer",
-           "StudyRunIds", "StudyRuns", "end_run", "layout", "write_answer"]
+           "StudyRunIds", "StudyRuns", "close_study_runs", "end_run", "layout", "write_answer"]

@@ -22,7 +22,8 @@ from studies.spec import outcome
 from studies.trial_run import run_of
 
 log = logging.getLogger(__name__)
-RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED"}  # outcome → MLflow
+# outcome → MLflow status ("lost" and anything else: FAILED)
+RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "diverged": "FAILED", "error": "FAILED", "cancelled": "KILLED"}
 
 
 def end_run(client: MlflowClient, run_id: str, status: str, failure: str | None = None) -> None:
@@ -32,6 +33,19 @@ def end_run(client: MlflowClient, run_id: str, status: str, failure: str | None 
         tags.append(RunTag(layout.FAILURE, layout.clip(failure, layout.FAILURE_CHARS)))
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, RUN_STATUS.get(status, "FAILED"))
+
+
+def close_study_runs(uri: str, study_name: str, study_id: str, reason: str) -> int:
+    """End every run of a study that is still open (its parent, activation and trial runs) as cancelled (KILLED),
+    with `reason`; how many were. The service calls it once a cancelled study's driver is gone."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(layout.experiment_name(study_name, study_id))
+    if experiment is None:
+        return 0
+    running = client.search_runs([experiment.experiment_id], layout.status_filter("RUNNING"), max_results=layout.SEARCH_PAGE)
+    for run in running:
+        end_run(client, run.info.run_id, "cancelled", reason)
+    return len(running)
 
 
 class RunEnds(tune.Callback):

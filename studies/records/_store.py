@@ -16,7 +16,8 @@ from sqlalchemy.orm import sessionmaker
 from studies.records._models import Study, StudyStatus
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
-_ACTIVE = (StudyStatus.queued.value, StudyStatus.running.value)
+_LAUNCHABLE = (StudyStatus.queued.value, StudyStatus.running.value)  # a driver may (still) be launched for these
+_ACTIVE = (*_LAUNCHABLE, StudyStatus.cancelling.value)  # hold a quota slot, and the reconciler follows them
 
 
 def _finite(value):
@@ -89,10 +90,13 @@ class RecordStore:
             return study
 
     def mark(self, study_id: str, status: StudyStatus, *, unless_terminal: bool = True, **values) -> bool:
-        """Set the status (with timestamps); a terminal status is never overwritten when unless_terminal."""
+        """Set the status (with timestamps); a terminal status is never overwritten when unless_terminal, and a
+        cancelling study only becomes cancelled (a driver stopping on the cancel does not write `failed` over it)."""
         with self.session() as s:
             study = s.get(Study, study_id, with_for_update=True)
             if study is None or (unless_terminal and StudyStatus(study.status).terminal):
+                return False
+            if study.status == StudyStatus.cancelling.value and status not in (StudyStatus.cancelling, StudyStatus.cancelled):
                 return False
             study.status = status.value
             now = datetime.now(UTC)
@@ -128,7 +132,7 @@ class RecordStore:
         """Take driver attempt `seen + 1` (recording `job_id`) if the row still says `seen` and the study is
         active: a compare-and-set, so of several processes deciding to launch, exactly one does."""
         with self.session() as s:
-            taken = s.execute(update(Study).where(Study.id == study_id, Study.attempts == seen, Study.status.in_(_ACTIVE))
+            taken = s.execute(update(Study).where(Study.id == study_id, Study.attempts == seen, Study.status.in_(_LAUNCHABLE))
                               .values(attempts=seen + 1, ray_job_id=job_id))
             return taken.rowcount == 1
 

@@ -32,6 +32,7 @@ def outcome(result: dict | None, epochs: int, error: bool = False) -> TrialStatu
 class StudyStatus(str, enum.Enum):
     queued = "queued"
     running = "running"
+    cancelling = "cancelling"  # asked to stop: its driver, or MLflow runs it left open, are still being ended
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"

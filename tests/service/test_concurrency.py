@@ -25,7 +25,7 @@ class CountingJobs(ScriptedJobs):
     """ScriptedJobs, safe to call from several threads at once."""
 
     def __init__(self, states=None) -> None:
-        super().__init__(states)
+        super().__init__(states, others=JobStatus.PENDING)  # a relaunched driver's job is pending
         self.lock = threading.Lock()
 
     def submit(self, study, attempt: int) -> str:

@@ -8,26 +8,48 @@ A scripted stand-in answers for Ray here, so each job state is reached on purpos
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
 import pytest
 from ray.job_submission import JobStatus
+from sqlalchemy import update
 
-from service.jobs import JobLauncherError, reconcile_all, reconcile_one
-from studies.records import RecordStore, StudyStatus, migrate
+from service.jobs import GONE_AFTER_QUIET_S, ClusterAway, JobGone, JobLauncher, JobLauncherError, reconcile_all, reconcile_one
+from service.settings import Settings
+from studies.local import free_port
+from studies.records import RecordStore, Study, StudyStatus, migrate
 from tests.utils.factories import add_study, unique_owner
 
 
 class ScriptedJobs:
-    """Answers `status` from a dict of job id -> JobStatus; records submissions and stops."""
+    """Answers `status` from a dict of job id -> JobStatus (a job in `gone`: Ray's 404; any other: the cluster
+    does not answer); records submissions and stops."""
 
-    def __init__(self, states: dict[str, JobStatus] | None = None, refuse: bool = False) -> None:
+    def __init__(self, states: dict[str, JobStatus] | None = None, refuse: bool = False, gone: tuple[str, ...] = (),
+                 others: JobStatus | None = None) -> None:
         self.states = states or {}
+        self.others = others  # every other job's state (the database may hold other tests' studies); None: away
         self.refuse = refuse
+        self.gone = gone
         self.submitted: list[tuple[str, int]] = []
+        self.stopped: list[str] = []
+        self.settings = SimpleNamespace(mlflow_uri=None)
 
     def status(self, job_id: str) -> tuple[JobStatus, str]:
-        if job_id not in self.states:
-            raise RuntimeError(f"no job {job_id}")
-        return self.states[job_id], f"job {job_id} is {self.states[job_id]}: Traceback (most recent call last):\n  File ..."
+        if job_id in self.gone:
+            raise JobGone(f"Ray job {job_id} does not exist")
+        if job_id not in self.states and self.others is None:
+            raise ClusterAway("the Ray Jobs API does not answer")
+        state = self.states.get(job_id, self.others)
+        return state, f"job {job_id} is {state}: Traceback (most recent call last):\n  File ..."
+
+    def stop(self, job_id: str) -> bool:
+        self.stopped.append(job_id)
+        return True
 
     def submit(self, study, attempt: int) -> str:
         if self.refuse:
@@ -107,7 +129,61 @@ def test_live_jobs_change_nothing(store, state):
 
 def test_an_unreachable_cluster_changes_nothing(store):
     study_id = _running(store)
-    assert reconcile_one(store, ScriptedJobs({}), store.get(study_id), max_attempts=3) == "running"
+    with pytest.raises(ClusterAway):
+        reconcile_one(store, ScriptedJobs({}), store.get(study_id), max_attempts=3)
+    with pytest.raises(ClusterAway):
+        reconcile_all(store, ScriptedJobs({}), max_attempts=3)
+    study = store.get(study_id)
+    assert (study.status, study.attempts, study.error) == ("running", 1, None)
+
+
+def _quiet(store, study_id: str, seconds: float) -> None:
+    """As if the study's row had not changed for `seconds` (a dead driver writes no progress)."""
+    with store.session() as s:
+        s.execute(update(Study).where(Study.id == study_id).values(updated_at=datetime.now(UTC) - timedelta(seconds=seconds)))
+
+
+def test_a_job_the_cluster_does_not_know_is_a_dead_driver_relaunched(store):
+    """Ray's 404 (the head restarted, the job is gone with its driver): relaunched, counting the attempt — once the
+    row has been quiet for longer than a submission may take (before that, the job may still be being submitted)."""
+    study_id = _running(store, attempts=1)
+    jobs = ScriptedJobs(gone=(f"actstudy-{study_id}-1",))
+    assert reconcile_one(store, jobs, store.get(study_id), max_attempts=3) == "running"
+    assert jobs.submitted == [] and store.get(study_id).attempts == 1  # just claimed: perhaps still being submitted
+    _quiet(store, study_id, GONE_AFTER_QUIET_S + 1)
+    assert reconcile_one(store, jobs, store.get(study_id), max_attempts=3) == "running"
+    assert jobs.submitted == [(study_id, 2)] and store.get(study_id).attempts == 2
+
+
+def test_a_gone_job_with_its_attempts_spent_fails_the_study_saying_why_and_frees_its_slot(store):
+    study_id = _running(store, attempts=3)
+    owner = store.get(study_id).owner
+    jobs = ScriptedJobs(gone=(f"actstudy-{study_id}-3",))
+    _quiet(store, study_id, GONE_AFTER_QUIET_S + 1)
+    assert reconcile_one(store, jobs, store.get(study_id), max_attempts=3) == "failed"
+    error = store.get(study_id).error
+    assert "no longer exists" in error and "3 attempt(s) of 3" in error and "ACTSTUDY_MAX_DRIVER_ATTEMPTS" in error
+    assert jobs.submitted == [] and not [s for s in store.active() if s.owner == owner]
+
+
+def test_a_cancelling_study_is_cancelled_once_its_driver_is_gone(store):
+    study_id = _running(store)
+    job = f"actstudy-{study_id}-1"
+    store.mark(study_id, StudyStatus.cancelling, error="cancelled by alice")
+    # The driver's own exit paths never write over a cancel; no new driver is claimed for it.
+    for status in (StudyStatus.failed, StudyStatus.succeeded, StudyStatus.running):
+        assert store.mark(study_id, status, error="SystemExit: 143") is False
+    assert store.claim_attempt(study_id, 1, f"actstudy-{study_id}-2") is False
+    assert store.get(study_id).owner in {s.owner for s in store.active()}  # it holds its slot until it is done
+    live = ScriptedJobs({job: JobStatus.RUNNING})
+    assert reconcile_one(store, live, store.get(study_id), max_attempts=3) == "cancelling"
+    assert live.stopped == [job]  # asked again to stop
+    for ended in (ScriptedJobs({job: JobStatus.STOPPED}), ScriptedJobs(gone=(job,))):
+        other = _running(store)
+        store.update(other, ray_job_id=job)
+        store.mark(other, StudyStatus.cancelling, error="cancelled by alice")
+        assert reconcile_one(store, ended, store.get(other), max_attempts=3) == "cancelled"
+        assert store.get(other).error == "cancelled by alice" and store.get(other).finished_at
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
@@ -118,7 +194,7 @@ def test_finished_studies_are_never_reopened(store, status):
     assert jobs.submitted == []
 
 
-def test_a_cancel_is_not_overwritten_by_the_stopped_drivers_exit(store):
+def test_a_cancel_is_not_overwritten_by_the_stopped_drivers_exit(store):  # a cancelled study stays so
     """The API marks `cancelled` before stopping the job; the driver's own failure path must not win."""
     study_id = _running(store)
     store.mark(study_id, StudyStatus.cancelled, error="cancelled by alice")
@@ -132,6 +208,40 @@ def test_reconcile_all_visits_every_active_study(store):
     a, b = _running(store), _running(store, status=StudyStatus.queued)
     done = _running(store, status=StudyStatus.succeeded)
     jobs = ScriptedJobs({f"actstudy-{a}-1": JobStatus.STOPPED, f"actstudy-{b}-1": JobStatus.STOPPED,
-                         f"actstudy-{done}-1": JobStatus.FAILED})
+                         f"actstudy-{done}-1": JobStatus.FAILED}, others=JobStatus.RUNNING)
     reconcile_all(store, jobs, max_attempts=3)
     assert [store.get(i).status for i in (a, b, done)] == ["cancelled", "cancelled", "succeeded"]
+
+
+# --- JobLauncher.status against an HTTP server: the status code decides, never the message ----------------
+
+
+class _RayJobsApi(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 — http.server's name
+        job = self.path.rsplit("/", 1)[-1]
+        code, body = {"live": (200, {"status": "RUNNING", "message": "running"}),
+                      "missing": (404, "Job missing does not exist"), "broken": (500, "Internal Server Error")}[job]
+        data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_job_status_tells_a_gone_job_from_a_cluster_away():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RayJobsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        jobs = JobLauncher(Settings(ray_jobs_url=f"http://127.0.0.1:{server.server_address[1]}"))
+        assert jobs.status("live") == (JobStatus.RUNNING, "running")
+        with pytest.raises(JobGone):
+            jobs.status("missing")
+        with pytest.raises(ClusterAway, match="answered 500"):
+            jobs.status("broken")
+    finally:
+        server.shutdown()
+    with pytest.raises(ClusterAway, match="does not answer"):
+        JobLauncher(Settings(ray_jobs_url=f"http://127.0.0.1:{free_port()}")).status("live")

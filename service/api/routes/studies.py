@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from service.api.json_route import CheckedJsonRoute
 from service.auth import CurrentCaller
 from service.deps import JobsDep, SettingsDep, StoreDep
-from service.jobs import JobLauncher, JobLauncherError, launch
+from service.jobs import JobLauncher, JobLauncherError, finish_cancel, launch
 from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
 from service.settings import Settings
 from studies.records import Study, StudyStatus
@@ -128,13 +128,23 @@ def read_results(study_id: str, caller: CurrentCaller, store: StoreDep) -> Study
 
 
 @router.post("/{study_id}/cancel", response_model=StudyPublic, summary="Stop a queued or running study",
+             description="A study with a driver answers `cancelling`: its Ray job is stopped, then every MLflow run it "
+                         "left open is ended (KILLED) and it becomes `cancelled`, freeing its quota slot (seconds). "
+                         "A study with no driver yet is `cancelled` at once.",
              responses=_documented(404, 409, 413))
 def cancel_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep, jobs: JobsDep) -> StudyPublic:
     study = _visible(store, caller, study_id)
     if StudyStatus(study.status).terminal:
         raise HTTPException(409, f"study {study_id} is already {study.status}")
+    reason = study.error if study.status == StudyStatus.cancelling.value else f"cancelled by {caller.owner}"
+    if not study.ray_job_id:
+        store.mark(study_id, StudyStatus.cancelled, error=reason)
+        return _public(store.get(study_id), request)
     # Marked first, so the driver's own exit path does not overwrite it as failed.
-    store.mark(study_id, StudyStatus.cancelled, error=f"cancelled by {caller.owner}")
-    if study.ray_job_id:
-        jobs.stop(study.ray_job_id)
+    store.mark(study_id, StudyStatus.cancelling, error=reason)
+    jobs.stop(study.ray_job_id)
+    try:  # a driver that is already gone: done now; else the reconciler finishes it when the driver is
+        finish_cancel(store, jobs, store.get(study_id))
+    except JobLauncherError:  # the cluster does not answer now: the reconciler tries again
+        pass
     return _public(store.get(study_id), request)
