@@ -3,7 +3,8 @@
     .venv/bin/python bench/load.py              # 16 readers; 20 s idle, then 20 s with 3 owners × 4 submissions
     .venv/bin/python bench/load.py --quick      # 4 readers, 3 s each, 2 submissions (the test suite runs this)
 
-Readers loop on `GET /api/v1/studies/{id}` and `GET /api/v1/studies` as fast as they are answered; the same
+Readers loop on `GET /api/v1/studies/{id}` and `GET /api/v1/studies?limit=1` (one row, so that both phases read
+the same amount, though the burst adds studies) as fast as they are answered; the same
 readers are measured first with the service idle, then while a burst of submissions starts drivers and trials
 on the same machine — side by side in one run. Prints requests/s, p50 and p99 latency of each phase, every
 status code seen, and p99 under the burst over p99 idle (target ≤ 2). Every study is cancelled and the stack
@@ -47,13 +48,13 @@ def _read(url: str, token: str, study_id: str, until: float, latencies: list[flo
         for i in range(most):
             if time.monotonic() >= until:
                 return
-            path = f"/api/v1/studies/{study_id}" if i % 2 == 0 else "/api/v1/studies?limit=20"
+            path = f"/api/v1/studies/{study_id}" if i % 2 == 0 else "/api/v1/studies?limit=1"
             start = time.perf_counter()
             try:
                 codes[http.get(path).status_code] += 1
             except httpx.HTTPError as exc:
                 codes[type(exc).__name__] += 1
-            latencies.append(time.perf_counter() - start)
+            latencies.append((start, time.perf_counter() - start))
 
 
 def _phase(url: str, token: str, study_id: str, readers: int, seconds: float, during=None) -> dict:
@@ -68,9 +69,20 @@ def _phase(url: str, token: str, study_id: str, readers: int, seconds: float, du
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    return {**_quantiles([s for _, s in latencies]), "requests": len(latencies), "per_s": len(latencies) / wall, "codes": dict(codes),
+            "extra": extra, "windows": _windows(latencies, start, seconds)}
+
+
+def _quantiles(latencies: list[float]) -> dict:
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
-    return {"requests": len(latencies), "per_s": len(latencies) / wall, "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98],
-            "codes": dict(codes), "extra": extra}
+    return {"p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98]}
+
+
+def _windows(latencies: list[tuple[float, float]], start: float, seconds: float, parts: int = 4) -> list[float]:
+    """p99 (ms) of the requests started in each quarter of the phase: where the slow ones are."""
+    width = seconds / parts
+    return [_quantiles(chunk)["p99_ms"] if len(chunk := [s for t, s in latencies if i * width <= t - start < (i + 1) * width]) > 1
+            else float("nan") for i in range(parts)]
 
 
 def _burst(url: str, tokens: list[str], per_owner: int) -> Counter:
@@ -133,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in (("idle", idle), ("burst", burst)):
         print(f"{name:<8}{r['requests']:>10}{r['per_s']:>10.1f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}  {r['codes']}")
     print(f"submissions: {dict(burst['extra'])}")
+    for name, r in (("idle", idle), ("burst", burst)):
+        print(f"p99 ms by quarter of the {name} phase: " + ", ".join(f"{v:.0f}" for v in r["windows"]))
     ratio = burst["p99_ms"] / idle["p99_ms"]
     print(f"p99 burst / idle: {ratio:.2f} (target ≤ 2)  throughput burst / idle: {burst['per_s'] / idle['per_s']:.2f}")
     return 0

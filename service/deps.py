@@ -7,10 +7,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.jobs import JobLauncher
-from service.settings import Settings, get_settings
+from service.settings import Settings
 from studies.records import RecordStore
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with (`create_app(settings)`), as the store and the launcher are: no
+    dependency override, which FastAPI resolves again, signature and all, on every request."""
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 
 
 def get_store(request: Request) -> RecordStore:

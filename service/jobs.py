@@ -55,6 +55,12 @@ class JobLauncher:
         self.settings = settings
         self._client: JobSubmissionClient | None = None
 
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """One client for every status call: its connections are kept, and no TLS context is built per call (that
+        alone cost the reconciler milliseconds of CPU per study per pass, taken from the API's reads)."""
+        return httpx.Client(timeout=STATUS_TIMEOUT_S)
+
     @property
     def headers(self) -> dict[str, str] | None:
         return {"Authorization": f"Bearer {self.settings.ray_auth_token}"} if self.settings.ray_auth_token else None
@@ -110,7 +116,7 @@ class JobLauncher:
         if not url:
             raise JobLauncherError("no Ray cluster configured (ACTSTUDY_RAY_JOBS_URL)")
         try:
-            r = httpx.get(f"{url.rstrip('/')}/api/jobs/{job_id}", headers=self.headers, timeout=STATUS_TIMEOUT_S)
+            r = self.http.get(f"{url.rstrip('/')}/api/jobs/{job_id}", headers=self.headers)
         except httpx.HTTPError as exc:
             raise ClusterAway(f"the Ray Jobs API at {url} does not answer ({type(exc).__name__})") from exc
         if r.status_code == 404:

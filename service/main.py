@@ -37,7 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = RecordStore(settings.db_url)
     app.state.jobs = JobLauncher(settings)
-    app.dependency_overrides[get_settings] = lambda: settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     errors.install(app)
     for router in (studies.router, activations.router):

@@ -33,7 +33,8 @@ LOG_FILE = Path("logs") / "serve.log"  # in the data dir
 LOG_BYTES, LOG_BACKUPS = 10 * 2**20, 5
 # The Ray head, its drivers and trials run below the API's CPU priority: on one machine a burst of studies
 # starting must not starve the API's reads (bench/load.py).
-RAY_NICENESS = 10
+RAY_NICENESS = 19  # the lowest: many processes at a low priority still add up (a dozen drivers and their trials)
+MLFLOW_NICENESS = 10  # the drivers' and trials' writes land there: below the API, above them
 
 
 @contextlib.contextmanager
@@ -98,7 +99,7 @@ def _serve(settings: Settings, host: str, port: int, say) -> int:
     stack = None
     try:
         if not settings.mlflow_uri or not settings.ray_jobs_url:
-            stack = LocalStack.take_over(settings.data_dir, say, ray_niceness=RAY_NICENESS)
+            stack = LocalStack.take_over(settings.data_dir, say, ray_niceness=RAY_NICENESS, mlflow_niceness=MLFLOW_NICENESS)
         if not settings.mlflow_uri:
             settings.mlflow_uri = stack.mlflow(say)
         if not settings.ray_jobs_url:

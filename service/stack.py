@@ -157,9 +157,10 @@ class LocalStack:
     record: StackRecord
     mlflow_port: int | None = None  # a previous server's: stored links name it
     ray_niceness: int = 0  # of a Ray head started here (see start_ray_head)
+    mlflow_niceness: int = 0  # of an MLflow server started here
 
     @classmethod
-    def take_over(cls, data_dir: Path, echo=print, *, ray_niceness: int = 0) -> LocalStack:
+    def take_over(cls, data_dir: Path, echo=print, *, ray_niceness: int = 0, mlflow_niceness: int = 0) -> LocalStack:
         """Adopt the healthy parts of the stack a previous serve of this data dir left, stop the rest."""
         previous = StackRecord.load(data_dir)
         record = StackRecord(serve_pid=os.getpid())
@@ -176,7 +177,7 @@ class LocalStack:
             elif previous.ray_head is not None and previous.ray_head.processes():
                 echo(f"stopping what is left of a previous Ray head ({previous.ray_temp_dir}) ...")
                 previous.ray_head.stop()
-        stack = cls(Path(data_dir), record, _port(previous.mlflow_url if previous else None), ray_niceness)
+        stack = cls(Path(data_dir), record, _port(previous.mlflow_url if previous else None), ray_niceness, mlflow_niceness)
         record.save(data_dir)
         return stack
 
@@ -186,7 +187,7 @@ class LocalStack:
         if self.record.mlflow_url:
             return self.record.mlflow_url
         echo("starting mlflow server (SQLite, local artifacts) ...")
-        service = start_mlflow(self.data_dir, port=self.mlflow_port)
+        service = start_mlflow(self.data_dir, port=self.mlflow_port, niceness=self.mlflow_niceness)
         self.record.mlflow_pid, self.record.mlflow_url = service.process.pid, service.url
         self.record.mlflow_db = str(Path(self.data_dir).resolve() / "mlflow" / "mlflow.db")
         self.record.save(self.data_dir)

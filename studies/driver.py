@@ -10,17 +10,36 @@ $ACTSTUDY_DATA_DIR.
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
-import sys
-import time
+import os
+from pathlib import Path
 
-from studies.execution import ProgressSink
-from studies.records import RecordStore, StudyStatus
-from studies.runner import run_study
-from studies.settings import DriverSettings
-from studies.spec import PhaseProgress, SpecError, StudyProgress, StudyResults, StudySpec, parse_spec
+
+def share_cpu_as_niced() -> None:
+    """Give this process's session the CPU share its niceness says. Ray starts each job's driver in a session
+    of its own, and Linux (with autogroup scheduling) shares the CPU between sessions first, whatever the nice
+    of their processes: a dozen drivers starting at once took the API's CPU however low the Ray head's priority
+    (bench/load.py). `studies.local.lower_session_priority` is the same for a process started by us; this module
+    stays light until it has run, so it cannot import it."""
+    try:
+        Path("/proc/self/autogroup").write_text(str(os.nice(0)))
+    except OSError:  # no autogroup here
+        pass
+
+
+if __name__ == "__main__":  # before the imports below, which are most of a starting driver's CPU
+    share_cpu_as_niced()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from studies.execution import ProgressSink  # noqa: E402
+from studies.records import RecordStore, StudyStatus  # noqa: E402
+from studies.runner import run_study  # noqa: E402
+from studies.settings import DriverSettings  # noqa: E402
+from studies.spec import PhaseProgress, SpecError, StudyProgress, StudyResults, StudySpec, parse_spec  # noqa: E402
 
 log = logging.getLogger("studies.driver")
 ERROR_CHARS = 4000  # of a failure's text in the study's record

@@ -4,7 +4,16 @@
 
 from studies.local._ports import free_port
 from studies.local._ray_head import HEAD_MARK, RayHead, start_ray_head
-from studies.local._services import SERVICE_SECRETS, NotReady, Service, child_env, executable, start_mlflow, wait_http
+from studies.local._services import (
+    SERVICE_SECRETS,
+    NotReady,
+    Service,
+    child_env,
+    executable,
+    lower_session_priority,
+    start_mlflow,
+    wait_http,
+)
 
-__all__ = ["HEAD_MARK", "SERVICE_SECRETS", "NotReady", "RayHead", "Service", "child_env", "executable", "free_port", "start_mlflow",
-           "start_ray_head", "wait_http"]
+__all__ = ["HEAD_MARK", "SERVICE_SECRETS", "NotReady", "RayHead", "Service", "child_env", "executable", "free_port",
+           "lower_session_priority", "start_mlflow", "start_ray_head", "wait_http"]

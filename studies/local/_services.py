@@ -21,6 +21,15 @@ from studies.local._ports import free_port
 SERVICE_SECRETS = ("ACTSTUDY_ADMIN_TOKEN", "ACTSTUDY_DATABASE_URL")
 
 
+def lower_session_priority(pid: int, niceness: int) -> None:
+    """The CPU share of `pid`'s session (its autogroup: Linux shares the CPU between sessions first, whatever the
+    nice of their processes); nothing where there is no autogroup. Lowering one's own is always allowed."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(niceness))
+    except OSError:
+        pass
+
+
 def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in SERVICE_SECRETS}
 
@@ -73,8 +82,10 @@ def wait_http(url: str, process: subprocess.Popen | None, log: Path | None, time
         raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s (log: {log})") from None
 
 
-def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 180) -> Service:
-    """`mlflow server` on SQLite with a local artifact folder under data_dir."""
+def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None, niceness: int = 0,
+                 timeout: float = 180) -> Service:
+    """`mlflow server` on SQLite with a local artifact folder under data_dir; `niceness`: its CPU priority (`nice`
+    execs it: the process keeps its pid)."""
     data_dir = Path(data_dir).resolve() / "mlflow"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port(port or 5000)
@@ -86,7 +97,11 @@ def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | N
         "--artifacts-destination", str(data_dir / "artifacts"),
         "--host", host, "--port", str(port), "--workers", "1",
     ]
+    if niceness:
+        cmd = ["nice", "-n", str(niceness), *cmd]
     proc = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    if niceness:
+        lower_session_priority(proc.pid, niceness)
     url = f"http://{host}:{port}"
     service = Service("mlflow", url, proc, log)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
@@ -35,11 +35,28 @@ def _json(value) -> str:
     return json.dumps(_finite(value))
 
 
+SQLITE_POOL = 40  # AnyIO's worker threads, which serve the API's routes
+
+
+def _write_ahead_log(dbapi_connection, connection_record) -> None:
+    # WAL: the API's reads never wait for a driver's write (in SQLite's default journal a writer locks readers
+    # out: with a dozen drivers writing progress every second, reads queued behind them — bench/load.py).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # The API and the drivers write from different processes: wait for the lock instead of failing.
-        return create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_pre_ping=True,
-                             json_serializer=_json)
+        # The API and the drivers write from different processes: wait for the lock instead of failing. A pool as
+        # large as the API's worker threads, and no ping (a local file does not drop connections): connections
+        # opened and closed per request under concurrent reads cost the API more than the reads (bench/load.py).
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")  # one connection per thread: no pool to size
+        pool = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL}
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, json_serializer=_json, **pool)
+        if not in_memory:
+            event.listen(engine, "connect", _write_ahead_log)
+        return engine
     return create_engine(url, pool_pre_ping=True, json_serializer=_json)
 
 
