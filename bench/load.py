@@ -106,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 readers, 3 s per phase, 1 owner × 2 submissions")
     parser.add_argument("--readers", type=int)
     parser.add_argument("--seconds", type=float)
+    parser.add_argument("--owners", type=int, help="owners submitting in the burst (default 3; --quick 1)")
+    parser.add_argument("--per-owner", type=int, help="submissions per owner (default 4, the quota; --quick 2)")
     args = parser.parse_args(argv)
     readers = args.readers or (4 if args.quick else 16)
     seconds = args.seconds or (3.0 if args.quick else 20.0)
-    owners, per_owner = (1, 2) if args.quick else (3, 4)
+    owners = args.owners or (1 if args.quick else 3)
+    per_owner = args.per_owner or (2 if args.quick else 4)
 
     with tempfile.TemporaryDirectory(prefix="actstudy-load-") as tmp:
         data = Path(tmp) / "data"

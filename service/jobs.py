@@ -160,15 +160,35 @@ def job_id_for(study_id: str, attempt: int) -> str:
 
 
 def launch(store: RecordStore, jobs: JobLauncher, study: Study) -> str | None:
-    """Submit the study's next driver attempt; None when another process has just taken it.
+    """Submit the study's next driver attempt; None when another process has just taken it, or (a first attempt)
+    when `max_running_studies` drivers run already: the study then waits `queued`, and the reconciler starts it.
 
     The attempt is decided by one compare-and-set on the study's row before anything is submitted, so
     concurrent deciders (the reconciler in several API processes, a submission) launch exactly one driver.
     """
     attempt = study.attempts + 1
-    if not store.claim_attempt(study.id, study.attempts, job_id_for(study.id, attempt)):
+    if not store.claim_attempt(study.id, study.attempts, job_id_for(study.id, attempt), max_drivers=jobs.settings.max_running_studies):
         return None
     return jobs.submit(study, attempt)
+
+
+def start_waiting(store: RecordStore, jobs: JobLauncher) -> int:
+    """Launch queued studies that wait for a driver slot, oldest first, while slots are free; how many started.
+    Only under a limit (`max_running_studies`): without one, no study waits for a slot."""
+    if jobs.settings.max_running_studies is None:
+        return 0
+    started = 0
+    for study in store.waiting():
+        try:
+            if launch(store, jobs, study) is None:
+                break  # no slot free (or another process took it): the rest wait too
+        except JobLauncherError as exc:
+            if isinstance(exc, ClusterAway):
+                raise
+            store.mark(study.id, StudyStatus.failed, error=f"the driver could not be launched: {exc}")
+            continue
+        started += 1
+    return started
 
 
 def _driver_died(store: RecordStore, jobs: JobLauncher, study: Study, max_attempts: int, why: str, spent: str) -> None:
@@ -250,6 +270,8 @@ def reconcile_one(store: RecordStore, jobs: JobLauncher, study: Study, max_attem
 
 
 def reconcile_all(store: RecordStore, jobs: JobLauncher, max_attempts: int) -> None:
-    """Every active study, in turn; stops at the first ClusterAway (the cluster is away for all of them)."""
+    """Every active study, in turn, then the queued ones waiting for a driver slot; stops at the first
+    ClusterAway (the cluster is away for all of them)."""
     for study in store.active():
         reconcile_one(store, jobs, study, max_attempts)
+    start_waiting(store, jobs)

@@ -35,6 +35,10 @@ LOG_BYTES, LOG_BACKUPS = 10 * 2**20, 5
 # starting must not starve the API's reads (bench/load.py).
 RAY_NICENESS = 19  # the lowest: many processes at a low priority still add up (a dozen drivers and their trials)
 MLFLOW_NICENESS = 10  # the drivers' and trials' writes land there: below the API, above them
+# Drivers at once on embedded defaults (ACTSTUDY_MAX_RUNNING_STUDIES overrides): one per CPU, as each needs a CPU
+# for its trials; a dozen starting together on a 2-core machine tripled the API's p99 (bench/README.md). More
+# wait `queued`, and start as others end.
+EMBEDDED_MAX_DRIVERS = max(2, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
@@ -104,12 +108,15 @@ def _serve(settings: Settings, host: str, port: int, say) -> int:
             settings.mlflow_uri = stack.mlflow(say)
         if not settings.ray_jobs_url:
             settings.ray_jobs_url, settings.ray_auth_token = stack.ray(settings.ray_auth_token or secrets.token_hex(32), say)
+            settings.max_running_studies = settings.max_running_studies or EMBEDDED_MAX_DRIVERS
         app = create_app(settings)
         port = free_port(port) if port else free_port()
         say(f"actstudy API     http://{host}:{port}/docs")
         say(f"MLflow UI        {settings.mlflow_public_url or settings.mlflow_uri}")
         say(f"Ray dashboard    {settings.ray_jobs_url}")
         say(f"database         {_redact(settings.db_url)}")
+        if settings.max_running_studies:
+            say(f"drivers at once  {settings.max_running_studies} (ACTSTUDY_MAX_RUNNING_STUDIES; more wait queued)")
         say(f"log              {settings.data_dir / LOG_FILE}")
         say("stop with Ctrl-C (or SIGTERM)")
         # log_config=None: uvicorn's records go through the handlers above (the log file too).

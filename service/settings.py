@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     body_timeout_s: float = 10.0  # a request body that stops arriving for this long answers 408
     max_active_studies_per_owner: int = 4  # queued + running; more answer 429
     max_driver_attempts: int = 3  # a driver that dies is relaunched (resuming) this many times in all
+    # Studies whose drivers run at once; more wait `queued` and start as others end. None: no limit, except on
+    # embedded defaults (one machine shared with the API), where `actstudy serve` sets EMBEDDED_MAX_DRIVERS.
+    max_running_studies: int | None = Field(None, ge=1)
     reconcile_interval_s: float = 5.0
 
     @model_validator(mode="after")

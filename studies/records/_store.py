@@ -74,6 +74,10 @@ class _OverQuota(Exception):
     pass
 
 
+def _with_drivers(s) -> int:
+    return s.scalar(select(func.count()).select_from(Study).where(Study.ray_job_id.is_not(None), Study.status.in_(_LAUNCHABLE)))
+
+
 class RecordStore:
     """Small transactional helpers over the records; each call is its own short transaction."""
 
@@ -145,13 +149,38 @@ class RecordStore:
             return False
         return True
 
-    def claim_attempt(self, study_id: str, seen: int, job_id: str) -> bool:
+    def claim_attempt(self, study_id: str, seen: int, job_id: str, *, max_drivers: int | None = None) -> bool:
         """Take driver attempt `seen + 1` (recording `job_id`) if the row still says `seen` and the study is
-        active: a compare-and-set, so of several processes deciding to launch, exactly one does."""
-        with self.session() as s:
-            taken = s.execute(update(Study).where(Study.id == study_id, Study.attempts == seen, Study.status.in_(_LAUNCHABLE))
-                              .values(attempts=seen + 1, ray_job_id=job_id))
-            return taken.rowcount == 1
+        active: a compare-and-set, so of several processes deciding to launch, exactly one does.
+
+        `max_drivers`: a first attempt is also refused while that many studies already have a driver (a study
+        whose driver died keeps its place). As with the quota, the claim comes first and the count after it, in
+        one transaction holding a lock (PostgreSQL: an advisory lock; SQLite: the write lock), so concurrent
+        claims never exceed it."""
+        try:
+            with self.session() as s:
+                if max_drivers is not None and seen == 0 and s.get_bind().dialect.name == "postgresql":
+                    s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(b"drivers")})
+                taken = s.execute(update(Study).where(Study.id == study_id, Study.attempts == seen, Study.status.in_(_LAUNCHABLE))
+                                  .values(attempts=seen + 1, ray_job_id=job_id))
+                if taken.rowcount != 1:
+                    return False
+                if max_drivers is not None and seen == 0 and _with_drivers(s) > max_drivers:
+                    raise _OverQuota  # rolls the claim back
+                return True
+        except _OverQuota:
+            return False
+
+    def drivers_running(self) -> int:
+        """Studies with a driver launched that have not ended."""
+        with self.sessions() as s:
+            return _with_drivers(s)
+
+    def waiting(self) -> list[Study]:
+        """Queued studies with no driver yet (waiting for a driver slot), oldest first."""
+        with self.sessions() as s:
+            return list(s.scalars(select(Study).where(Study.status == StudyStatus.queued.value, Study.ray_job_id.is_(None))
+                                  .order_by(Study.created_at, Study.id)))
 
     def active(self) -> list[Study]:
         with self.sessions() as s:

@@ -18,7 +18,17 @@ import pytest
 from ray.job_submission import JobStatus
 from sqlalchemy import update
 
-from service.jobs import GONE_AFTER_QUIET_S, ClusterAway, JobGone, JobLauncher, JobLauncherError, reconcile_all, reconcile_one
+from service.jobs import (
+    GONE_AFTER_QUIET_S,
+    ClusterAway,
+    JobGone,
+    JobLauncher,
+    JobLauncherError,
+    launch,
+    reconcile_all,
+    reconcile_one,
+    start_waiting,
+)
 from service.settings import Settings
 from studies.local import free_port
 from studies.records import RecordStore, Study, StudyStatus, migrate
@@ -37,7 +47,7 @@ class ScriptedJobs:
         self.gone = gone
         self.submitted: list[tuple[str, int]] = []
         self.stopped: list[str] = []
-        self.settings = SimpleNamespace(mlflow_uri=None)
+        self.settings = SimpleNamespace(mlflow_uri=None, max_running_studies=None)
 
     def status(self, job_id: str) -> tuple[JobStatus, str]:
         if job_id in self.gone:
@@ -245,3 +255,28 @@ def test_job_status_tells_a_gone_job_from_a_cluster_away():
         server.shutdown()
     with pytest.raises(ClusterAway, match="does not answer"):
         JobLauncher(Settings(ray_jobs_url=f"http://127.0.0.1:{free_port()}")).status("live")
+
+
+# --- a limit on drivers at once: the rest wait queued, and start as slots free ------------------------------
+
+
+def test_studies_beyond_the_driver_limit_wait_queued_and_start_in_order(store):
+    jobs = ScriptedJobs(others=JobStatus.RUNNING)
+    owner = unique_owner()
+    ids = [add_study(store, owner, status=StudyStatus.queued) for _ in range(3)]
+    jobs.settings.max_running_studies = store.drivers_running() + 2  # two slots free, whatever other tests left behind
+    assert start_waiting(store, ScriptedJobs()) == 0  # no limit: nothing waits for a slot
+    assert [launch(store, jobs, store.get(i)) for i in ids] == [f"actstudy-{ids[0]}-1", f"actstudy-{ids[1]}-1", None]
+    waiting = store.get(ids[2])
+    assert (waiting.status, waiting.ray_job_id, waiting.attempts) == ("queued", None, 0)
+    assert [s.id for s in store.waiting() if s.owner == owner] == [ids[2]]
+    # A driver that died keeps its place: its relaunch is not held back by the limit.
+    store.update(ids[0], status=StudyStatus.running.value)
+    assert store.claim_attempt(ids[0], 1, f"actstudy-{ids[0]}-2", max_drivers=jobs.settings.max_running_studies)
+    # One ends: the reconciler starts the oldest waiting (other tests' queued rows, older, may come first).
+    store.mark(ids[1], StudyStatus.succeeded)
+    jobs.settings.max_running_studies = store.drivers_running() + 1
+    while store.get(ids[2]).ray_job_id is None:
+        assert start_waiting(store, jobs) == 1
+        jobs.settings.max_running_studies += 1
+    assert store.get(ids[2]).ray_job_id == f"actstudy-{ids[2]}-1" and jobs.submitted[-1] == (ids[2], 1)
