@@ -95,7 +95,7 @@ def train(as_json: bool, **options: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from workers import train as train_model
+    from workers.train import train as train_model
 
     cfg = train_config(options)
     console = Console(stderr=True)

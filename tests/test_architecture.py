@@ -114,8 +114,13 @@ def test_a_trial_process_imports_neither_optuna_nor_scipy_nor_matplotlib():
 
 
 def test_importing_the_study_layer_changes_no_global_state():
-    out = _fresh("import logging, os, optuna; before = (optuna.logging.get_verbosity(), dict(os.environ), "
-                 "logging.getLogger('ray.tune.tune').level); import studies.runner, studies.cli, service.main; "
-                 "print(before == (optuna.logging.get_verbosity(), dict(os.environ), logging.getLogger('ray.tune.tune').level), "
-                 "'matplotlib.pyplot' in __import__('sys').modules)")
+    """Ours, that is: what a driver sets while a study runs (DRIVER_ENV, DRIVER_LOG_LEVELS, Optuna's verbosity) is
+    untouched by imports (Ray and MLflow set variables of their own when imported: not ours to judge)."""
+    from studies.execution import DRIVER_ENV, DRIVER_LOG_LEVELS
+
+    out = _fresh(f"import logging, os, optuna; state = lambda: (optuna.logging.get_verbosity(), "
+                 f"{{k: os.environ.get(k) for k in {sorted(DRIVER_ENV)!r}}}, "
+                 f"{{n: logging.getLogger(n).level for n in {sorted(DRIVER_LOG_LEVELS)!r}}}); before = state(); "
+                 "import studies.runner, studies.cli, service.main; "
+                 "print(before == state(), 'matplotlib.pyplot' in __import__('sys').modules)")
     assert out.split() == ["True", "False"]

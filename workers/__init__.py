@@ -2,7 +2,7 @@
 
 - `workers.config`: a trial's options, one declaration (`TrialConfig`, `TrainingOptions`) with types and limits;
 - `workers.data`, `workers.models`: datasets and models with the activation at every site;
-- `workers.train`: the training loop (`train`), runnable on its own (`python -m workers.train`);
+- `workers.train`: the training loop (`workers.train.train`), runnable on its own (`python -m workers.train`);
 - `workers.trial`: the body of a Ray Tune trial (`run_trial`: reporting, checkpoints, resume) and the hooks a
   caller records it with (`TrialRecorder`).
 
@@ -25,8 +25,9 @@ from workers.config import (
     with_defaults,
 )
 
-_LAZY = {"TrainState": "train", "TrialResult": "train", "train": "train", "CHECKPOINT_EVERY": "trial",
-         "TrialRecorder": "trial", "run_trial": "trial"}
+# The training loop itself is `workers.train.train`: a package attribute `train` would be the module or the
+# function depending on what was imported first.
+_LAZY = {"TrainState": "train", "TrialResult": "train", "CHECKPOINT_EVERY": "trial", "TrialRecorder": "trial", "run_trial": "trial"}
 
 
 def __getattr__(name: str):
@@ -36,4 +37,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["CHECKPOINT_EVERY", "MAX_BATCH_SIZE", "MAX_EPOCHS", "DatasetName", "Hidden", "ModelName", "Precision", "TrainState",
-           "TrainingOptions", "TrialConfig", "TrialRecorder", "TrialResult", "ValFraction", "run_trial", "train", "with_defaults"]
+           "TrainingOptions", "TrialConfig", "TrialRecorder", "TrialResult", "ValFraction", "run_trial", "with_defaults"]

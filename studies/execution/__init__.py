@@ -3,6 +3,7 @@ fresh Tune experiment per phase, and progress reported as trials end (`ProgressS
 
 from studies.execution._cluster import (
     DRIVER_ENV,
+    DRIVER_LOG_LEVELS,
     TRIAL_ENV,
     UnplaceableTrials,
     check_placeable,
@@ -13,5 +14,5 @@ from studies.execution._cluster import (
 from studies.execution._context import TRIAL_RETRIES, StudyContext, StudyPaths
 from studies.execution._progress import SINKS, ProgressCallback, ProgressSink, emit, phase_progress
 
-__all__ = ["DRIVER_ENV", "SINKS", "TRIAL_ENV", "TRIAL_RETRIES", "ProgressCallback", "ProgressSink", "StudyContext", "StudyPaths",
+__all__ = ["DRIVER_ENV", "DRIVER_LOG_LEVELS", "SINKS", "TRIAL_ENV", "TRIAL_RETRIES", "ProgressCallback", "ProgressSink", "StudyContext", "StudyPaths",
            "UnplaceableTrials", "check_placeable", "cluster_slots", "driver_settings", "emit", "ensure_ray", "phase_progress"]
