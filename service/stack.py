@@ -16,7 +16,6 @@ import fcntl
 import json
 import logging
 import os
-import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from studies.local import RayHead, start_mlflow, start_ray_head
+from studies.local import RayHead, mlflow_db, start_mlflow, start_ray_head, stop_process_group
 from workers.files import written_whole
 
 log = logging.getLogger(__name__)
@@ -120,17 +119,11 @@ def ray_healthy(record: StackRecord) -> bool:
     return head is not None and bool(head.processes()) and _answers(f"{record.ray_dashboard_url}/api/gcs_healthz")
 
 
-def stop_mlflow(record: StackRecord, timeout: float = 20) -> None:
-    """SIGTERM the recorded MLflow server's process group (its workers too), SIGKILL after `timeout`."""
+def stop_mlflow(record: StackRecord) -> None:
+    """Stop the recorded MLflow server (its process group: its workers too), if it is still ours and running."""
     proc = record.mlflow_process()
-    if proc is None:
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
-            proc.wait(wait)
-            return
+    if proc is not None:
+        stop_process_group(proc)
 
 
 def stop_recorded(data_dir: Path, echo=print) -> bool:
@@ -189,7 +182,7 @@ class LocalStack:
         echo("starting mlflow server (SQLite, local artifacts) ...")
         service = start_mlflow(self.data_dir, port=self.mlflow_port, niceness=self.mlflow_niceness)
         self.record.mlflow_pid, self.record.mlflow_url = service.process.pid, service.url
-        self.record.mlflow_db = str(Path(self.data_dir).resolve() / "mlflow" / "mlflow.db")
+        self.record.mlflow_db = str(mlflow_db(self.data_dir))
         self.record.save(self.data_dir)
         return service.url
 

@@ -11,9 +11,11 @@ from studies.local._services import (
     child_env,
     executable,
     lower_session_priority,
+    mlflow_db,
     start_mlflow,
+    stop_process_group,
     wait_http,
 )
 
 __all__ = ["HEAD_MARK", "SERVICE_SECRETS", "NotReady", "RayHead", "Service", "child_env", "executable", "free_port",
-           "lower_session_priority", "start_mlflow", "start_ray_head", "wait_http"]
+           "lower_session_priority", "mlflow_db", "start_mlflow", "start_ray_head", "stop_process_group", "wait_http"]

@@ -3,6 +3,7 @@ one to answer, and the `mlflow server` on SQLite."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from studies.local._ports import free_port
@@ -49,12 +51,29 @@ class Service:
     def stop(self, timeout: float = 20) -> None:
         if self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            stop_process_group(psutil.Process(self.process.pid), timeout)
+        self.process.poll()
+
+
+def stop_process_group(leader: psutil.Process, timeout: float = 20) -> None:
+    """SIGTERM the process group `leader` heads (a service started in a session of its own, with its workers),
+    SIGKILL it if the leader is still there after `timeout`; waits for the leader either way."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, sig)
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+            leader.wait(wait)
+            return
+        except psutil.NoSuchProcess:
+            return
+        except psutil.TimeoutExpired:
+            continue
+
+
+def mlflow_db(data_dir: str | Path) -> Path:
+    """The SQLite database of the `mlflow server` that `start_mlflow(data_dir)` starts."""
+    return Path(data_dir).resolve() / "mlflow" / "mlflow.db"
 
 
 class NotReady(ConnectionError):
@@ -93,7 +112,7 @@ def start_mlflow(data_dir: str | Path, *, host: str = "127.0.0.1", port: int | N
     env = {**child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers: 2 processes, not 8
     cmd = [
         executable("mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{data_dir / 'mlflow.db'}",
+        "--backend-store-uri", f"sqlite:///{mlflow_db(data_dir.parent)}",
         "--artifacts-destination", str(data_dir / "artifacts"),
         "--host", host, "--port", str(port), "--workers", "1",
     ]

@@ -13,7 +13,7 @@ import requests
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import RetryError, Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from studies.mlflow import layout
 from studies.trial_run import TrialRun
@@ -43,7 +43,7 @@ class MlflowTrialRecorder(TrialRecorder):
     attempt marks the interrupted run FAILED, pointing to its retry, and re-logs the resumed epochs so the
     new run holds the whole curve. Epoch metrics are sent at most every FLUSH_EVERY_S seconds and in full
     when the attempt ends. The run's end (its status) is the driver's: it hears how the trial ended from
-    Tune (`studies.run_ends.RunEnds`), with the run id this recorder reports with every epoch.
+    Tune (`studies.mlflow.RunEnds`), with the run id this recorder reports with every epoch.
     """
 
     END_FLUSH_S = 300.0  # how long an ending attempt waits for an unreachable server before giving up
@@ -150,11 +150,8 @@ class MlflowTrialRecorder(TrialRecorder):
         if self.client is None:
             return
         try:
-            for attempt in Retrying(stop=stop_after_delay(self.END_FLUSH_S), wait=wait_fixed(2),
-                                    retry=retry_if_exception_type(MLFLOW_AWAY)):
-                with attempt:
-                    if not self.flush():
-                        raise RunNotCreated("metrics not sent yet")
+            Retrying(stop=stop_after_delay(self.END_FLUSH_S), wait=wait_fixed(2), retry=retry_if_exception_type(MLFLOW_AWAY),
+                     before_sleep=before_sleep_log(log, logging.WARNING))(self._send)
         except RetryError:
             log.error("mlflow unreachable for %.0f s: this attempt's metrics were not recorded", self.END_FLUSH_S)
             return

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from studies.local import mlflow_db
+
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -113,7 +115,7 @@ def trials_done(study: dict, phase: str | None = None) -> int:
 
 def processes_of(data_dir: Path) -> dict[str, list[psutil.Process]]:
     """The MLflow servers serving `data_dir`'s database and the Ray heads (GCS servers) started for it."""
-    db = str(Path(data_dir).resolve() / "mlflow" / "mlflow.db")
+    db = str(mlflow_db(data_dir))
     found: dict[str, list[psutil.Process]] = {"mlflow": [], "ray": []}
     for proc in psutil.process_iter():
         try:
