@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import uuid
 
 import pytest
 
 from studies.local import free_port, start_mlflow, start_ray_head
+from tests.utils.databases import fresh_postgres_database
 
 # Ray reads its auth settings once per process, before any test imports it: the session's head
 # token is fixed here, at collection, and every test process and subprocess is its client.
 RAY_TOKEN = os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 os.environ["RAY_AUTH_MODE"] = "token"
-
-POSTGRES_ADMIN_URL = os.environ.get("ACTSTUDY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -45,19 +43,6 @@ def ray_head(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A new, empty PostgreSQL database for this session (dropped at the end). Never skipped."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"actstudy_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is needed for these tests and is not reachable: {exc}")
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    """A new, empty PostgreSQL database for this session, shared by its tests (which tell their rows apart by owner)."""
+    with fresh_postgres_database() as url:
+        yield url

@@ -19,9 +19,8 @@ from fastapi.testclient import TestClient
 from service.main import create_app
 from service.settings import Settings
 from studies.records import RecordStore
+from tests.utils.databases import DATABASES
 from tests.utils.factories import auth, make_token
-
-DATABASES = ["sqlite", "postgresql"]
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -32,6 +33,7 @@ from service.jobs import (
 from service.settings import Settings
 from studies.local import free_port
 from studies.records import RecordStore, Study, StudyStatus, migrate
+from tests.utils.databases import DATABASES, fresh_postgres_database
 from tests.utils.factories import add_study, unique_owner
 
 
@@ -260,23 +262,36 @@ def test_job_status_tells_a_gone_job_from_a_cluster_away():
 # --- a limit on drivers at once: the rest wait queued, and start as slots free ------------------------------
 
 
-def test_studies_beyond_the_driver_limit_wait_queued_and_start_in_order(store):
+@pytest.fixture(params=DATABASES)
+def own_store(request, tmp_path) -> RecordStore:
+    """A store on a database of this test's own: the driver limit counts every owner's studies, and drivers
+    that earlier tests left on the session's Ray head may still end their studies in the shared database."""
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'records.db'}" if request.param == "sqlite" else stack.enter_context(fresh_postgres_database())
+        migrate(url)
+        store = RecordStore(url)
+        stack.callback(store.engine.dispose)
+        yield store
+
+
+def test_studies_beyond_the_driver_limit_wait_queued_and_start_in_order(own_store):
+    store = own_store
     jobs = ScriptedJobs(others=JobStatus.RUNNING)
+    jobs.settings.max_running_studies = 2
     owner = unique_owner()
     ids = [add_study(store, owner, status=StudyStatus.queued) for _ in range(3)]
-    jobs.settings.max_running_studies = store.drivers_running() + 2  # two slots free, whatever other tests left behind
     assert start_waiting(store, ScriptedJobs()) == 0  # no limit: nothing waits for a slot
     assert [launch(store, jobs, store.get(i)) for i in ids] == [f"actstudy-{ids[0]}-1", f"actstudy-{ids[1]}-1", None]
     waiting = store.get(ids[2])
     assert (waiting.status, waiting.ray_job_id, waiting.attempts) == ("queued", None, 0)
-    assert [s.id for s in store.waiting() if s.owner == owner] == [ids[2]]
+    assert [s.id for s in store.waiting()] == [ids[2]]
+    assert start_waiting(store, jobs) == 0  # both slots taken
     # A driver that died keeps its place: its relaunch is not held back by the limit.
     store.update(ids[0], status=StudyStatus.running.value)
-    assert store.claim_attempt(ids[0], 1, f"actstudy-{ids[0]}-2", max_drivers=jobs.settings.max_running_studies)
-    # One ends: the reconciler starts the oldest waiting (other tests' queued rows, older, may come first).
+    assert store.claim_attempt(ids[0], 1, f"actstudy-{ids[0]}-2", max_drivers=2)
+    assert store.drivers_running() == 2
+    # One ends: the reconciler starts the one waiting.
     store.mark(ids[1], StudyStatus.succeeded)
-    jobs.settings.max_running_studies = store.drivers_running() + 1
-    while store.get(ids[2]).ray_job_id is None:
-        assert start_waiting(store, jobs) == 1
-        jobs.settings.max_running_studies += 1
+    assert start_waiting(store, jobs) == 1
     assert store.get(ids[2]).ray_job_id == f"actstudy-{ids[2]}-1" and jobs.submitted[-1] == (ids[2], 1)
+    assert store.waiting() == [] and store.drivers_running() == 2
