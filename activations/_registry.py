@@ -1,18 +1,33 @@
-"""The activation registry: snake_case name → class, with formula and source for listings."""
+"""The activation registry: snake_case name → class, with formula and source for listings.
+
+Three kinds: the built-ins below; plugins, classes an installed package declares in the entry-point group
+`actstudy.activations` (listed like the built-ins); and `formula`, an expression the user writes (not a
+fixed activation, so not in `names()`: `create("formula", expr=..., params=...)`).
+"""
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
+import re
 import typing
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Literal
 
 from torch import nn
 
 from activations._classic import Logish, PReLU, Smish
+from activations._formula import Formula
 from activations._lslu import LSLU
 from activations._pwlu import PWLU
 from activations._telu import TeLU
+
+log = logging.getLogger(__name__)
+
+PLUGIN_GROUP = "actstudy.activations"
+FORMULA = "formula"
 
 # Site hints a model passes to every activation; a class receives only those its constructor takes.
 _SITE_KEYWORDS = ("num_features", "spatial_dims")
@@ -57,20 +72,63 @@ _REGISTRY: dict[str, Entry] = {
 }
 
 
+FORMULA_ENTRY = Entry(Formula, "your expression in x (docs/activations.md)", "you", True)
+
+
 class UnknownActivationError(ValueError):
     """An activation name that is not registered, or a parameter it does not take."""
 
 
-def names() -> list[str]:
-    """The registered activation names, in registry order."""
+@functools.cache
+def _registry() -> dict[str, Entry]:
+    """The built-ins, then the installed plugins (read once per process)."""
+    return {**_REGISTRY, **_plugins()}
+
+
+def _plugins() -> dict[str, Entry]:
+    """Activation classes declared by installed packages: `[project.entry-points."actstudy.activations"]
+    my_act = "my_package.module:MyAct"`. The class may say `formula = "..."` and `source = "..."` (else its
+    docstring's first line and the package's name) and `learnable = True`. A plugin that does not load, or
+    takes a built-in's name, is left out with a warning (one broken package must not stop the service)."""
+    out: dict[str, Entry] = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        where = f"activation plugin {ep.name!r} ({ep.value}, from {ep.dist.name if ep.dist else 'an unknown package'})"
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", ep.name) or ep.name in _REGISTRY or ep.name == FORMULA:
+            log.warning("%s left out: its name must be snake_case and not a built-in's", where)
+            continue
+        try:
+            cls = ep.load()
+        except Exception as exc:  # noqa: BLE001 — any error importing someone else's package
+            log.warning("%s left out: it does not load (%s: %s)", where, type(exc).__name__, exc)
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            log.warning("%s left out: it is not a torch.nn.Module class", where)
+            continue
+        doc = (cls.__doc__ or "").strip().splitlines()
+        out[ep.name] = Entry(cls, str(getattr(cls, "formula", doc[0] if doc else ep.value)),
+                             str(getattr(cls, "source", f"plugin: {ep.dist.name if ep.dist else ep.value}")),
+                             bool(getattr(cls, "learnable", False)))
+    return out
+
+
+def builtin_names() -> list[str]:
+    """The built-in activations (no plugins)."""
     return list(_REGISTRY)
+
+
+def names() -> list[str]:
+    """The activations a study can name: the built-ins in registry order, then the installed plugins."""
+    return list(_registry())
 
 
 def entry(name: str) -> Entry:
     key = name.lower() if isinstance(name, str) else name
-    if key not in _REGISTRY:
-        raise UnknownActivationError(f"unknown activation {name!r}; valid names: {', '.join(_REGISTRY)}")
-    return _REGISTRY[key]
+    if key == FORMULA:
+        return FORMULA_ENTRY
+    registry = _registry()
+    if key not in registry:
+        raise UnknownActivationError(f"unknown activation {name!r}; valid names: {', '.join(registry)}, or {FORMULA} (your own expression)")
+    return registry[key]
 
 
 def parameters(name: str) -> dict[str, object]:
@@ -122,7 +180,8 @@ def create(name: str | type[nn.Module], *, num_features: int | None = None, spat
 
 
 def reports_evolution(module: nn.Module) -> bool:
-    """True for modules that report their shape as they train (`state_snapshot()`: PWLU, LSLU), whose
+    """True for modules that report their shape as they train (`state_snapshot()`: PWLU, LSLU, formulas with
+    learnable parameters), whose
     evolution a study records. Not the same as learnable (`Entry.learnable`: has trained parameters),
     which PReLU is too."""
-    return callable(getattr(module, "state_snapshot", None))
+    return callable(getattr(module, "state_snapshot", None)) and getattr(module, "evolves", True)  # a formula: when it learns

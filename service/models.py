@@ -6,9 +6,9 @@ exactly what a driver writes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from studies.spec import StudyProgress, StudyResults
 
@@ -65,3 +65,5 @@ class ActivationPublic(BaseModel):
     source: str
     learnable: bool
     parameters: dict[str, Any]
+    kind: Literal["builtin", "plugin", "formula"] = Field("builtin", description="plugin: from an installed package's entry point")
+    language: dict[str, Any] | None = Field(None, description="the formula language (the `formula` entry only)")

@@ -55,29 +55,58 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--plot", metavar="FILE", help="also draw every activation and its derivative to a PNG")
-def activations(plot: str | None) -> int:
-    """List every activation with its formula and parameters."""
+@click.option("--plot", metavar="FILE", help="also draw every activation and its derivative to a PNG (with --check: the formula's)")
+@click.option("--check", "expr", metavar="EXPR", help="check a formula as a study would (e.g. \"x * tanh(softplus(x))\"), start nothing")
+@click.option("--params", metavar="YAML", help="the formula's parameters, e.g. '{beta: {init: 1.0, learnable: true}}'")
+@click.option("--json", "as_json", is_flag=True, help="with --check: print the check as JSON (the REST answer)")
+def activations(plot: str | None, expr: str | None, params: str | None, as_json: bool) -> int:
+    """List every activation with its formula and parameters; or check a formula of your own (exit 1: refused)."""
     from rich.console import Console
     from rich.table import Table
 
     import activations as registry
 
+    console = Console()
+    if expr is not None:
+        return _check_formula(console, expr, params, plot, as_json)
+    if params is not None or as_json:
+        raise ValueError("--params and --json go with --check EXPR")
     table = Table(title="actstudy activations")
     for col in ("name", "formula", "parameters", "source"):
         table.add_column(col)
-    for name in registry.names():
+    for name in [*registry.names(), registry.FORMULA]:
         e = registry.entry(name)
-        params = ", ".join(f"{k}={v}" for k, v in registry.parameters(name).items()) or "-"
-        table.add_row(name + (" *" if e.learnable else ""), e.formula, params, e.source)
-    console = Console()
+        params_text = ", ".join(f"{k}={v}" for k, v in registry.parameters(name).items()) or "-"
+        table.add_row(name + (" *" if e.learnable else ""), e.formula, params_text, e.source)
     console.print(table)
-    console.print("* learnable")
+    console.print("* learnable. formula: " + ", ".join(registry.FORMULA_FUNCTIONS) + "; try one with --check EXPR")
     if plot:
         from studies.report import plot_activations
 
         console.print(f"wrote {plot_activations(plot)}")
     return 0
+
+
+def _check_formula(console, expr: str, params: str | None, plot: str | None, as_json: bool) -> int:
+    import yaml
+
+    from studies.spec import FormulaRequest, check_formula_request
+
+    values = yaml.safe_load(params) if params else None  # data only: safe_load builds no objects
+    check = check_formula_request(FormulaRequest.model_validate({"expr": expr, "params": values}, strict=False))
+    if as_json:
+        click.echo(check.model_dump_json())
+    else:
+        console.print(f"[bold]{check.label}[/]: {check.expr}" + (f"  (learnable: {', '.join(check.learnable)})" if check.learnable else ""))
+        console.print("[green]passes[/]: a study may use it" if check.ok else f"[red]refused[/]: {check.message}")
+        console.print(f"checked: {check.checked}", style="dim")
+    if plot:
+        from studies.report import plot_formula_check
+
+        path = plot_formula_check(check, plot)
+        if not as_json:
+            console.print(f"wrote {path}")
+    return 0 if check.ok else 1
 
 
 def train_config(options: dict[str, Any]) -> TrialConfig:

@@ -75,8 +75,8 @@ def clip(text: str, chars: int) -> str:
 
 
 def evolution_metrics(snapshots: dict[str, dict]) -> dict[str, float]:
-    """Per-layer scalar series of the activations that report their shape, PWLU and LSLU (channel means where
-    channel-wise): `lslu.<layer>.theta_<i>`, `pwlu.<layer>.left_bound`, ..."""
+    """Per-layer scalar series of the activations that report their shape, PWLU, LSLU and learnable formulas
+    (channel means where channel-wise): `lslu.<layer>.theta_<i>`, `pwlu.<layer>.left_bound`, `formula.<layer>.<param>`."""
     out: dict[str, float] = {}
     for layer, snap in snapshots.items():
         key = sanitize(layer)
@@ -84,6 +84,9 @@ def evolution_metrics(snapshots: dict[str, dict]) -> dict[str, float]:
             for i, (t, w) in enumerate(zip(snap["theta"], snap["omega"], strict=True)):
                 out[f"lslu.{key}.theta_{i}"] = float(t)
                 out[f"lslu.{key}.omega_{i}"] = float(w)
+        elif "formula" in snap:
+            for name, v in snap["params"].items():
+                out[f"formula.{key}.{name}"] = float(sum(v) / len(v)) if isinstance(v, list) else float(v)
         elif "points" in snap:
             for name in ("left_bound", "right_bound", "left_slope", "right_slope"):
                 v = snap[name]
@@ -93,7 +96,7 @@ def evolution_metrics(snapshots: dict[str, dict]) -> dict[str, float]:
 
 def activation_kind(snap: dict) -> str:
     """Which learnable activation a state snapshot is of."""
-    return "lslu" if "theta" in snap else "pwlu"
+    return "formula" if "formula" in snap else "lslu" if "theta" in snap else "pwlu"
 
 
 # --- filters (every value put in one is built by the study from safe characters; a label never is) ---------

@@ -4,6 +4,7 @@ test exists), the results, the ranking as tables and the verdict, and the figure
 from studies.report._plots import (
     plot_activations,
     plot_evolution,
+    plot_formula_check,
     plot_optuna,
     plot_test_accuracy,
     plot_val_curves,
@@ -14,5 +15,5 @@ from studies.report._statistics import ALPHA, holm, not_testable, number, paired
 from studies.report._tables import fmt, p_cell, ranking_csv, ranking_markdown, ranking_rows, study_markdown, untested_notes, verdict
 
 __all__ = ["ALPHA", "best_trial", "build_results", "fmt", "holm", "not_testable", "number", "p_cell", "paired_vs_baseline",
-           "plot_activations", "plot_evolution", "plot_optuna", "plot_test_accuracy", "plot_val_curves", "rank", "ranking_csv",
+           "plot_activations", "plot_evolution", "plot_formula_check", "plot_optuna", "plot_test_accuracy", "plot_val_curves", "rank", "ranking_csv",
            "ranking_markdown", "ranking_rows", "save", "study_markdown", "summarize", "untested_notes", "verdict"]

@@ -46,6 +46,28 @@ def plot_activations(path: str | Path, names: list[str] | None = None, x_range: 
     return path
 
 
+def plot_formula_check(check, path: str | Path) -> Path:
+    """A checked formula (studies.spec.FormulaCheck): its curve and derivative, with the verdict in the title."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax_f, ax_d = fig.subplots(1, 2)
+    nan = float("nan")
+    y = [nan if v is None else v for v in check.curve.y]
+    dy = [nan if v is None else v for v in check.curve.dy]
+    ax_f.plot(check.curve.x, y, color="tab:blue", lw=1.6)
+    ax_d.plot(check.curve.x, dy, color="tab:orange", lw=1.6)
+    ax_f.set(title=f"f(x) = {check.expr}", xlabel="x")
+    ax_d.set(title="f'(x)", xlabel="x")
+    for ax in (ax_f, ax_d):
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.axvline(0, color="0.6", lw=0.6)
+        ax.grid(alpha=0.3)
+    verdict = "passes the numerical check" if check.ok else f"refused: {len(check.findings)} finding(s), see the text"
+    fig.suptitle(f"{check.label}: {verdict}", color="black" if check.ok else "tab:red")
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def _epochs_to_draw(n: int, most: int = 6) -> list[int]:
     if n <= most:
         return list(range(n))
@@ -145,8 +167,40 @@ def plot_lslu_evolution(history: list[dict], title: str):
     return fig
 
 
+def plot_formula_evolution(history: list[dict], title: str):
+    """A formula's learnable parameters over epochs (per channel: the mean, and the channels' range shaded),
+    and its curve at several epochs (per channel parameters at their mean)."""
+    names = list(history[-1]["state"]["params"])
+    fig = Figure(figsize=(4.3 * (len(names) + 1), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names) + 1, squeeze=False)[0]
+    epochs = [h["epoch"] for h in history]
+    for ax, name in zip(axes, names, strict=False):
+        values = [h["state"]["params"][name] for h in history]
+        if isinstance(values[-1], list):
+            ax.fill_between(epochs, [min(v) for v in values], [max(v) for v in values], alpha=0.25, label="channels' range")
+            ax.plot(epochs, [sum(v) / len(v) for v in values], marker=".", label="channel mean")
+            ax.legend(fontsize=7)
+        else:
+            ax.plot(epochs, values, marker=".")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set(title=name, xlabel="epoch")
+        ax.grid(alpha=0.3)
+    ax_s = axes[-1]
+    xs = torch.linspace(-4, 4, 321, dtype=torch.float64)
+    picks = _epochs_to_draw(len(history))
+    for k, i in enumerate(picks):
+        ax_s.plot(xs, activations.curve_at(history[i]["state"], xs), color=VIRIDIS(k / max(1, len(picks) - 1)), lw=1.3,
+                  label=f"epoch {history[i]['epoch']}")
+    ax_s.set(title=history[-1]["state"]["formula"], xlabel="x")
+    ax_s.grid(alpha=0.3)
+    ax_s.legend(fontsize=7)
+    fig.suptitle(title)
+    return fig
+
+
 def plot_evolution(kind: str, history: list[dict], title: str):
-    return plot_pwlu_evolution(history, title) if kind == "pwlu" else plot_lslu_evolution(history, title)
+    plots = {"pwlu": plot_pwlu_evolution, "lslu": plot_lslu_evolution, "formula": plot_formula_evolution}
+    return plots[kind](history, title)
 
 
 def slug(label: str) -> str:

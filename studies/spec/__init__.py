@@ -2,6 +2,7 @@
 status, progress and results, and validation errors worded for people (`describe`)."""
 
 from studies.spec._errors import describe
+from studies.spec._formula import Curve, FormulaCheck, FormulaFinding, FormulaRequest, check_formula_request
 from studies.spec._results import (
     ActivationProgress,
     ActivationResult,
@@ -44,9 +45,10 @@ from studies.spec._spec import (
 )
 
 __all__ = [
-    "MAX_ACTIVATIONS", "MAX_SEEDS", "MAX_TRIALS", "MAX_TRIAL_EPOCHS", "ActivationProgress", "ActivationResult", "ActivationSpec",
-    "BestParams", "ConfirmCell", "ConfirmSpec", "DatasetSpec", "MlflowLinks", "ModelSpec", "PairedTest", "Phase", "PhaseProgress",
-    "RangeSpec", "ResourcesSpec", "RunLink", "SearchSpec", "SpecError", "StudyOutcome", "StudyProgress", "StudyResults",
-    "StudySpec", "StudyStatus", "Summary", "TrainingSpec", "TrialCounts", "TrialStatus", "TrialSummary", "check_parameters",
-    "describe", "load_spec", "outcome", "parameters_model", "parse_spec",
+    "MAX_ACTIVATIONS", "MAX_SEEDS", "MAX_TRIALS", "MAX_TRIAL_EPOCHS", "ActivationProgress", "ActivationResult",
+    "ActivationSpec", "BestParams", "ConfirmCell", "Curve", "FormulaCheck", "FormulaFinding", "FormulaRequest",
+    "ConfirmSpec", "DatasetSpec", "MlflowLinks", "ModelSpec", "PairedTest", "Phase", "PhaseProgress", "RangeSpec",
+    "ResourcesSpec", "RunLink", "SearchSpec", "SpecError", "StudyOutcome", "StudyProgress", "StudyResults", "StudySpec",
+    "StudyStatus", "Summary", "TrainingSpec", "TrialCounts", "TrialStatus", "TrialSummary", "check_formula_request",
+    "check_parameters", "describe", "load_spec", "outcome", "parameters_model", "parse_spec",
 ]

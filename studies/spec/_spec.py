@@ -66,6 +66,36 @@ def check_parameters(name: str, params: dict) -> None:
         raise ValueError(f"activation {name!r}: {wrong}") from None
 
 
+_NUMBER = {"type": "number", "minimum": -activations.MAX_CONSTANT, "maximum": activations.MAX_CONSTANT}
+FORMULA_SCHEMA = {
+    "type": "object", "title": "formula", "required": ["name", "expr"], "additionalProperties": False,
+    "description": "your own activation, an expression in x; checked for finite values and gradients before any trial",
+    "properties": {
+        "name": {"const": activations.FORMULA},
+        "expr": {"type": "string", "minLength": 1, "maxLength": activations.MAX_CHARS, "examples": ["x * tanh(softplus(x))"],
+                 "description": "allowed: x, the params, numbers, + - * / ** (number exponent), " + ", ".join(activations.FORMULA_FUNCTIONS)},
+        "params": {"type": "object", "maxProperties": activations.MAX_PARAMS, "additionalProperties": {"oneOf": [
+            {**_NUMBER, "title": "a constant"},
+            {"type": "object", "title": "a parameter", "required": ["init"], "additionalProperties": False,
+             "properties": {"init": _NUMBER, "learnable": {"type": "boolean", "default": False},
+                            "per_channel": {"type": "boolean", "default": False}, "low": _NUMBER, "high": _NUMBER}}]}},
+        "label": {"type": "string", "minLength": 1, "maxLength": activations.MAX_LABEL,
+                  "description": "its name in the study's results (default: the expression)"},
+    },
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _checked(expr: str, params_json: str) -> activations.NumericsReport:
+    return activations.check_formula(activations.create(activations.FORMULA, expr=expr, params=json.loads(params_json), num_features=4))
+
+
+def checked_formula(module: activations.Formula) -> activations.NumericsReport:
+    """The numerical check of a formula (cached: a spec is validated at submission, by the driver, and on reads)."""
+    params = {name: vars(spec) for name, spec in module.specs.items()}
+    return _checked(module.parsed.text, json.dumps(params, sort_keys=True))
+
+
 class ActivationSpec(_Strict):
     """One candidate: a registered activation and its constructor parameters."""
 
@@ -84,11 +114,15 @@ class ActivationSpec(_Strict):
             activations.entry(self.name)
             check_parameters(self.name, self.params)
             # Build one, so bad values (pwlu segments=1) fail here rather than in a trial.
-            activations.create(self.name, num_features=4, spatial_dims=0, **self.params)
-        except (ValueError, TypeError) as exc:
+            module = activations.create(self.name, num_features=4, spatial_dims=0, **self.params)
+        except (ValueError, TypeError) as exc:  # a FormulaError names its key: expr, params.<name> or label
             raise ValueError(str(exc)) from None
         except (RuntimeError, OverflowError) as exc:  # torch refusing a value, e.g. prelu init=1e308 for float32
             raise ValueError(f"activation {self.name!r}: these parameters do not build ({exc})") from None
+        if isinstance(module, activations.Formula):
+            report = checked_formula(module)
+            if not report.ok:
+                raise ValueError(f"expr: {module.parsed.text!r} is not finite everywhere: {report.message()}")
         return self
 
     @property
@@ -104,11 +138,15 @@ class ActivationSpec(_Strict):
             params = parameters_model(name).model_json_schema()
             variants.append({"type": "object", "title": name, "required": ["name"], "additionalProperties": False,
                              "properties": {"name": {"const": name}, **params.get("properties", {})}})
+        variants.append(FORMULA_SCHEMA)
         return {"oneOf": variants}
 
     @property
     def label(self) -> str:
-        """Unique name within a study: `pwlu` or `pwlu(segments=8)`."""
+        """Unique name within a study: `pwlu`, `pwlu(segments=8)`, or a formula's label (its own, else its expression)."""
+        if self.name == activations.FORMULA:
+            p = self.params
+            return activations.formula_label(p.get("expr"), p.get("params"), p.get("label"))
         if not self.params:
             return self.name
         return f"{self.name}({','.join(f'{k}={v}' for k, v in sorted(self.params.items()))})"
