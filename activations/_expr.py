@@ -94,9 +94,9 @@ def parse(expr: object, params: frozenset[str] = frozenset()) -> Parsed:
         raise FormulaError(f"expected a string, got {type(expr).__name__}")
     if not expr.strip():
         raise FormulaError("empty formula: write an expression in x, e.g. 'x * sigmoid(x)'")
+    _check_nesting(expr)
     if len(expr) > MAX_CHARS:
         raise FormulaError(f"too long: {len(expr)} characters, the limit is {MAX_CHARS}")
-    _check_nesting(expr)
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
@@ -188,7 +188,7 @@ def _call(n: ast.Call, text: str, kid: Callable[[ast.AST], Node]) -> Node:
     if name in FUNCTIONS:
         _arity(name, n, 1)
         fn = FUNCTIONS[name][0]
-        return Node(text, (kid(n.args[0]),), lambda a: fn(_tensor(a)))
+        return Node(text, (kid(n.args[0]),), lambda a: fn(a) if isinstance(a, torch.Tensor) else float(fn(_tensor(a))))
     if name in BINARY_FUNCTIONS:
         _arity(name, n, 2)
         pair = BINARY_FUNCTIONS[name]
@@ -229,9 +229,10 @@ def _none(*_: Value) -> Value:
 
 
 def _tensor(a: Value, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A number as a 0-d tensor: float64 alone (a function of constants, e.g. sqrt(2), stays exact), else of `like`'s dtype."""
     if isinstance(a, torch.Tensor):
         return a
-    return torch.tensor(a) if like is None else torch.full((), a, dtype=like.dtype, device=like.device)
+    return torch.tensor(a, dtype=torch.float64) if like is None else torch.full((), a, dtype=like.dtype, device=like.device)
 
 
 def _binary(fn: Callable, a: Value, b: Value) -> Value:

@@ -121,7 +121,33 @@ def names() -> list[str]:
     return list(_registry())
 
 
+IMPORT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+
+
+def is_import_path(name: object) -> bool:
+    """`package.module:Class`: an activation class from the user's own code (allowed where the caller allows it)."""
+    return isinstance(name, str) and IMPORT_PATH.fullmatch(name) is not None
+
+
+@functools.cache
+def _imported(path: str) -> Entry:
+    import importlib
+
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownActivationError(f"activation {path!r}: cannot import it ({type(exc).__name__}: {exc})") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise UnknownActivationError(f"activation {path!r} is not a torch.nn.Module class")
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return Entry(cls, str(getattr(cls, "formula", doc[0] if doc else path)), str(getattr(cls, "source", f"your code: {path}")),
+                 bool(getattr(cls, "learnable", False)))
+
+
 def entry(name: str) -> Entry:
+    if is_import_path(name):
+        return _imported(name)
     key = name.lower() if isinstance(name, str) else name
     if key == FORMULA:
         return FORMULA_ENTRY

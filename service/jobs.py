@@ -84,6 +84,7 @@ class JobLauncher:
             "MLFLOW_TRACKING_URI": s.mlflow_uri or "",
             "ACTSTUDY_MLFLOW_PUBLIC_URL": s.mlflow_public_url or "",
             "ACTSTUDY_DATA_DIR": str(Path(s.data_dir).resolve()),
+            "ACTSTUDY_ALLOW_USER_CODE": "1" if s.allow_user_code else "0",  # the driver validates the spec again
         }
         client = self.client  # JobLauncherError when there is no cluster: nothing to retry
         try:

@@ -15,6 +15,7 @@ from service.middleware import BodyLimit
 from service.reconciler import reconcile_forever
 from service.settings import Settings, get_settings
 from studies.records import RecordStore, migrate
+from studies.spec import allow_user_code
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "Study routes need `Authorization: Bearer <token>` (`actstudy token create --owner NAME`); "
                               f"request bodies over {settings.max_body_bytes} bytes answer 413.")
     app.state.settings = settings
+    allow_user_code(settings.allow_user_code)  # activations by import path: the administrator's choice (off by default)
     app.state.store = RecordStore(settings.db_url)
     app.state.jobs = JobLauncher(settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # embedded defaults (one machine shared with the API), where `actstudy serve` sets EMBEDDED_MAX_DRIVERS.
     max_running_studies: int | None = Field(None, ge=1)
     reconcile_interval_s: float = 5.0
+    # Specs may name activations by import path (`package.module:Class`): code that must be installed on every
+    # Ray node, run with the service's rights. Off: only the registry, formulas and installed plugins.
+    allow_user_code: bool = False
 
     @model_validator(mode="after")
     def _refuse_missing_secret(self) -> Settings:

@@ -167,9 +167,10 @@ def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool
     from studies.local import start_mlflow
     from studies.runner import run_study, study_id_for
     from studies.settings import DriverSettings
-    from studies.spec import SpecError, load_spec
+    from studies.spec import SpecError, allow_user_code, load_spec
 
     console = Console()
+    allow_user_code(True)  # your own machine: an activation may be your class (`package.module:Class`)
     try:
         study_spec = load_spec(spec)
     except (SpecError, FileNotFoundError) as exc:

@@ -39,7 +39,7 @@ from studies.execution import ProgressSink  # noqa: E402
 from studies.records import RecordStore, StudyStatus  # noqa: E402
 from studies.runner import run_study  # noqa: E402
 from studies.settings import DriverSettings  # noqa: E402
-from studies.spec import PhaseProgress, SpecError, StudyProgress, StudyResults, StudySpec, parse_spec  # noqa: E402
+from studies.spec import PhaseProgress, SpecError, StudyProgress, StudyResults, StudySpec, allow_user_code, parse_spec  # noqa: E402
 
 log = logging.getLogger("studies.driver")
 ERROR_CHARS = 4000  # of a failure's text in the study's record
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     settings = DriverSettings()
+    allow_user_code(settings.allow_user_code)
     url, mlflow_uri = settings.records_url(), settings.mlflow_uri
     if not url or not mlflow_uri:
         print("studies.driver: ACTSTUDY_DATABASE_URL (or _FILE) and MLFLOW_TRACKING_URI must be set", file=sys.stderr)

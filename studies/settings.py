@@ -20,6 +20,7 @@ class DriverSettings(BaseSettings):
     mlflow_public_url: str | None = None  # how users reach the MLflow UI, if not at mlflow_uri
     data_dir: Path = Path(".actstudy")  # studies' folders (checkpoints, Tune's own files) go to <data_dir>/studies
     ray_address: str | None = Field(None, validation_alias=AliasChoices("RAY_ADDRESS", "ACTSTUDY_RAY_ADDRESS"))
+    allow_user_code: bool = False  # activations by import path, as the service that launched the driver allows
 
     def records_url(self) -> str | None:
         if self.database_url:

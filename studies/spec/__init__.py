@@ -38,6 +38,7 @@ from studies.spec._spec import (
     SpecError,
     StudySpec,
     TrainingSpec,
+    allow_user_code,
     check_parameters,
     load_spec,
     parameters_model,
@@ -49,6 +50,6 @@ __all__ = [
     "ActivationSpec", "BestParams", "ConfirmCell", "Curve", "FormulaCheck", "FormulaFinding", "FormulaRequest",
     "ConfirmSpec", "DatasetSpec", "MlflowLinks", "ModelSpec", "PairedTest", "Phase", "PhaseProgress", "RangeSpec",
     "ResourcesSpec", "RunLink", "SearchSpec", "SpecError", "StudyOutcome", "StudyProgress", "StudyResults", "StudySpec",
-    "StudyStatus", "Summary", "TrainingSpec", "TrialCounts", "TrialStatus", "TrialSummary", "check_formula_request",
+    "StudyStatus", "Summary", "TrainingSpec", "allow_user_code", "TrialCounts", "TrialStatus", "TrialSummary", "check_formula_request",
     "check_parameters", "describe", "load_spec", "outcome", "parameters_model", "parse_spec",
 ]

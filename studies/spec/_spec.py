@@ -66,6 +66,15 @@ def check_parameters(name: str, params: dict) -> None:
         raise ValueError(f"activation {name!r}: {wrong}") from None
 
 
+_user_code = {"allowed": False}
+
+
+def allow_user_code(allowed: bool) -> None:
+    """Whether specs may name activations by import path (`package.module:Class`) in this process: `actstudy run`
+    (your own machine) allows it; the service and its drivers only when the administrator set ACTSTUDY_ALLOW_USER_CODE."""
+    _user_code["allowed"] = allowed
+
+
 _NUMBER = {"type": "number", "minimum": -activations.MAX_CONSTANT, "maximum": activations.MAX_CONSTANT}
 FORMULA_SCHEMA = {
     "type": "object", "title": "formula", "required": ["name", "expr"], "additionalProperties": False,
@@ -109,7 +118,13 @@ class ActivationSpec(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> ActivationSpec:
-        self.name = self.name.lower()
+        if activations.is_import_path(self.name):
+            if not _user_code["allowed"]:
+                raise ValueError(f"{self.name!r} is an import path (your own code): this service runs only registered activations, "
+                                 "formulas and installed plugins; its administrator may allow user code (ACTSTUDY_ALLOW_USER_CODE=1). "
+                                 "`actstudy run` on your own machine takes it")
+        else:
+            self.name = self.name.lower()
         try:
             activations.entry(self.name)
             check_parameters(self.name, self.params)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -286,9 +287,10 @@ def test_a_data_root_below_a_configured_one_is_taken(make_api, tmp_path):
     root = tmp_path / "datasets"
     (root / "cifar").mkdir(parents=True)
     api = make_api(data_roots=[root])
+    _, headers = api.owner()  # a fresh owner: the admin's quota is shared with other tests' studies in the session database
     for data_root in (root, root / "cifar"):
         body = spec(dataset={"name": "mnist", "data_root": str(data_root)}, model={"name": "cnn"})
-        assert api.client.post(STUDIES, json=body, headers=api.admin).status_code == 503  # valid; no Ray here
+        assert api.client.post(STUDIES, json=body, headers=headers).status_code == 503  # valid; no Ray here
 
 
 @pytest.mark.parametrize("content, loc", [
@@ -505,6 +507,55 @@ def test_activations_lists_the_registry(api):
     assert by_name["pwlu"]["learnable"] and by_name["lslu"]["learnable"] and not by_name["relu"]["learnable"]
     assert "segments" in by_name["pwlu"]["parameters"]
     assert all(a["formula"] and a["source"] for a in by_name.values())
+
+
+def test_activations_document_the_formula_language(api):
+    formula = api.client.get("/api/v1/activations").json()[-1]
+    assert (formula["name"], formula["kind"]) == ("formula", "formula")
+    language = formula["language"]
+    assert "where(a < b, c, d)" in language["functions"] and language["limits"]["characters"] == 500
+
+
+def test_a_formula_is_checked_over_rest(api):
+    _, headers = api.owner()
+    r = api.client.post("/api/v1/activations/check", json={"expr": "x * tanh(exp(x))"}, headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert not body["ok"] and "x ≥ 88.72" in body["message"] and body["findings"][0]["reason"] == "exp(x) overflows to inf"
+    r = api.client.post("/api/v1/activations/check", headers=headers,
+                        json={"expr": "x*sigmoid(beta*x)", "params": {"beta": {"init": 1.0, "learnable": True, "per_channel": True}}})
+    assert r.json()["ok"] and r.json()["expr"] == "x * sigmoid(beta * x)" and r.json()["learnable"] == ["beta"]
+    assert r.json()["curve"]["y"][-1] == pytest.approx(6 / (1 + math.exp(-6)))
+    assert api.client.post("/api/v1/activations/check", json={"expr": "x"}).status_code == 401
+
+
+@pytest.mark.parametrize("body, loc, says", [
+    ({"expr": "x.__class__"}, ["body", "expr"], "attribute access not allowed"),
+    ({"expr": "x", "params": {"a": "1"}}, ["body", "params", "a"], "expected a number"),
+    ({"expr": "x * 2", "label": ""}, ["body", "label"], "expected 1 to 64"),
+    ({"expr": "x" * 501}, ["body", "expr"], "at most 500 characters"),
+    ({"expr": "x", "code": "import os"}, ["body", "code"], "Extra inputs are not permitted"),
+])
+def test_a_formula_that_is_not_one_answers_422_naming_the_field(api, body, loc, says):
+    _, headers = api.owner()
+    r = api.client.post("/api/v1/activations/check", json=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert any(e["loc"] == loc and says in e["msg"] for e in r.json()["detail"]), r.json()
+
+
+HOSTILE_FORMULAS = ["__import__('os')", "x.__class__", "(lambda: 0)()", '"x"', "9**9**9", "(" * 300 + "x" + ")" * 300,
+                    "+".join(["x"] * 20_000), "frobnicate(x)", "x * gamma", "", "x * tanh(exp(x))"]
+
+
+@pytest.mark.parametrize("expr", HOSTILE_FORMULAS, ids=["import", "attribute", "lambda", "string", "power tower", "300 parens",
+                                                         "20000 terms", "unknown function", "undeclared name", "empty", "naive telu"])
+def test_a_study_with_a_hostile_or_careless_formula_answers_422_and_stores_nothing(api, expr):
+    owner, headers = api.owner()
+    r = api.client.post(STUDIES, json=spec(activations=["relu", {"name": "formula", "expr": expr}]), headers=headers)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["loc"] == ["body", "activations", 1] and error["msg"].startswith("Value error, expr:"), error
+    assert api.client.get(STUDIES, headers=headers).json()["count"] == 0
 
 
 def test_healthz(api):

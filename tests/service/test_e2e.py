@@ -188,3 +188,47 @@ def test_cancel_a_running_study(stack, ray_head):
     again = stack.http.post(f"/api/v1/studies/{study_id}/cancel", headers=headers)
     assert again.status_code == 409
     assert stack.http.get(f"/api/v1/studies/{study_id}/results", headers=headers).status_code == 409
+
+
+FORMULA_MISH = {"name": "formula", "expr": "x * tanh(softplus(x))"}
+FORMULA_BETA = {"name": "formula", "expr": "x * sigmoid(beta * x)", "label": "swish-beta",
+                "params": {"beta": {"init": 1.0, "learnable": True, "per_channel": True}}}
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the records path is the same as above: one database is enough
+def test_a_study_of_formulas_over_http_runs_and_mlflow_shows_them(stack, mlflow_server):
+    """relu, telu, Mish written as a formula and a swish with a learnable β per channel, compared over REST."""
+    headers = auth(stack.mint("dana"))
+    body = spec(SMALL_SPEC, name="e2e-formula", activations=["relu", "telu", FORMULA_MISH, FORMULA_BETA])
+    r = stack.http.post("/api/v1/studies", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    study_id = r.json()["id"]
+    study = stack.wait_for(study_id, headers, lambda s: s["status"] in ("succeeded", "failed"), 600, "finished")
+    assert study["status"] == "succeeded", study["error"]
+    labels = {"relu", "telu", "x * tanh(softplus(x))", "swish-beta"}
+    results = stack.http.get(f"/api/v1/studies/{study_id}/results", headers=headers).json()
+    assert set(results["ranking"]) == labels and all(a["test_acc"]["n"] == 2 for a in results["activations"].values())
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server.url)
+    exp = client.get_experiment_by_name(f"e2e-formula-{study_id}")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    act_runs = {r.data.tags["activation"]: r for r in runs if r.data.tags.get("actstudy.role") == "activation"}
+    assert set(act_runs) == labels
+    assert act_runs["x * tanh(softplus(x))"].data.params["activation.expr"] == "x * tanh(softplus(x))"
+    beta_run = act_runs["swish-beta"]
+    assert beta_run.data.params["activation"] == "formula" and beta_run.data.params["activation.expr"] == "x * sigmoid(beta * x)"
+    assert {"evolution/net.2.png", "evolution/net.2.json", "evolution/net.4.png"} <= {
+        a.path for a in client.list_artifacts(beta_run.info.run_id, "evolution")}
+    trials = [r for r in runs if r.data.tags.get("actstudy.kind") == "trial" and r.data.tags.get("activation") == "swish-beta"
+              and "actstudy.retried_as" not in r.data.tags]
+    assert len(trials) == 2
+    for run in trials:  # the learnable β per layer, every epoch
+        for layer in ("net.2", "net.4"):
+            history = client.get_metric_history(run.info.run_id, f"formula.{layer}.beta")
+            assert sorted(m.step for m in history) == [1, 2], history
+            assert all(m.value != 1.0 for m in history)  # it trained away from its init
+    mish_trials = [r for r in runs if r.data.tags.get("actstudy.kind") == "trial" and r.data.tags.get("activation") == "x * tanh(softplus(x))"]
+    assert mish_trials and not any(k.startswith("formula.") for r in mish_trials for k in r.data.metrics)  # nothing learns there

@@ -1,5 +1,6 @@
 """StudySpec validation: field-level messages, limits, YAML/JSON loading, the examples."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,57 @@ def test_the_schema_documents_each_activations_parameters():
 
     variants = StudySpec.model_json_schema()["$defs"]["ActivationSpec"]["oneOf"]
     by_name = {v["title"]: v for v in variants if v["type"] == "object"}
-    assert set(by_name) == set(activations.names())
+    assert set(by_name) == set(activations.names()) | {"formula"}
+    assert by_name["formula"]["required"] == ["name", "expr"] and by_name["formula"]["properties"]["expr"]["maxLength"] == 500
     assert by_name["pwlu"]["properties"]["segments"]["type"] == "integer"
     assert by_name["gelu"]["properties"]["approximate"]["enum"] == ["none", "tanh"]
     assert ActivationSpec.model_validate({"name": "pwlu", "segments": 8}).params == {"segments": 8}
+
+
+# --- formula activations ------------------------------------------------------------------------------
+
+MISH = {"name": "formula", "expr": "x * tanh(softplus(x))"}
+BETA = {"name": "formula", "expr": "x * sigmoid(beta * x)", "params": {"beta": {"init": 1.0, "learnable": True, "per_channel": True}}}
+
+
+def test_formulas_sit_beside_the_builtins_with_their_expression_as_label():
+    spec = parse_spec({"activations": ["relu", "telu", MISH, BETA, {**MISH, "expr": "x*sigmoid(x)", "label": "swish"}]})
+    assert spec.labels == ["relu", "telu", "x * tanh(softplus(x))", "x * sigmoid(beta * x)", "swish"]
+    config = spec.trial_config().model_copy(update={"activation": "formula", "activation_params": spec.activation("swish").params})
+    assert config.params()["act.expr"] == "x*sigmoid(x)"
+    assert parse_spec(spec.model_dump(mode="json")).labels == spec.labels  # a stored spec reads back the same
+
+
+def test_the_same_formula_twice_is_refused_asking_for_a_label():
+    errs = errors_of({"activations": [MISH, {**MISH, "expr": "x*tanh(softplus( x ))"}]})
+    assert "duplicated: x * tanh(softplus(x))" in errs[""]
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({"name": "formula", "expr": "x * tanh(exp(x))"}, "the gradient is NaN for x ≥ 88.72 in float32"),
+    ({"name": "formula", "expr": "__import__('os').system('true')"}, "expr: only the listed functions may be called"),
+    ({"name": "formula", "expr": "x * y"}, "expr: undeclared name 'y'"),
+    ({"name": "formula"}, "expr: a formula needs an expression"),
+    ({"name": "formula", "expr": 3}, "expr"),
+    ({"name": "formula", "expr": "x", "params": {"a": 1.0}}, "params: a declared but not used"),
+    ({"name": "formula", "expr": "x", "shape": 2}, "takes no parameter shape"),
+])
+def test_bad_formulas_are_refused_naming_the_key(entry, says):
+    assert says in errors_of({"activations": ["relu", entry]})["activations.1"]
+
+
+def test_the_cli_checks_a_formula_and_draws_it(tmp_path, capsys):
+    from studies.cli import main
+
+    assert main(["activations", "--check", "x * tanh(softplus(x))", "--plot", str(tmp_path / "ok.png")]) == 0
+    assert "passes" in capsys.readouterr().out and (tmp_path / "ok.png").stat().st_size > 10_000
+    assert main(["activations", "--check", "x * tanh(exp(x))", "--json"]) == 1
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not answer["ok"] and answer["findings"][0]["where"] == "x ≥ 88.72" and len(answer["curve"]["x"]) == 241
+    assert main(["activations", "--check", "x * sigmoid(beta * x)", "--params", "{beta: {init: 1.0, learnable: true}}"]) == 0
+    assert "learnable: beta" in capsys.readouterr().out
+    assert main(["activations", "--check", "x.__class__"]) == 2
+    assert "expr: attribute access not allowed" in capsys.readouterr().err
+    assert main(["activations"]) == 0
+    listing = capsys.readouterr().out
+    assert "formula" in listing and "where(a < b, c, d)" in listing

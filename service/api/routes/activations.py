@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 
 import activations
 from service.api.json_route import CheckedJsonRoute
+from service.api.responses import documented
 from service.auth import CurrentCaller
-from service.models import ActivationPublic, Message
+from service.models import ActivationPublic
 from studies.spec import FormulaCheck, FormulaRequest, check_formula_request
 
 router = APIRouter(prefix="/activations", tags=["activations"], route_class=CheckedJsonRoute)
@@ -32,7 +33,7 @@ def list_activations() -> list[ActivationPublic]:
 
 
 @router.post("/check", response_model=FormulaCheck, summary="Check a formula before a study: verdict, findings, curve",
-             responses={401: {"model": Message}})
+             responses=documented(400, 401, 413))
 def check_formula(request: Annotated[FormulaRequest, Body()], http: Request, caller: CurrentCaller) -> FormulaCheck:
     """`ok: false` with findings when a study would refuse it for numbers that are not finite; 422 naming the
     field when it is not a formula at all. A token is needed (the check computes, a listing does not)."""

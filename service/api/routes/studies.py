@@ -11,30 +11,16 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from service.api.json_route import CheckedJsonRoute
+from service.api.responses import documented
 from service.auth import CurrentCaller
 from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncher, JobLauncherError, finish_cancel, launch
-from service.models import Links, Message, StudiesPublic, StudyPublic, StudyResultsPublic
+from service.models import Links, StudiesPublic, StudyPublic, StudyResultsPublic
 from service.settings import Settings
 from studies.records import Study, StudyStatus
 from studies.spec import MlflowLinks, StudySpec
 
-_ERRORS = {
-    400: "a body that cannot be read as JSON text (not UTF-8)",
-    401: "no bearer token, or one that is not known",
-    404: "no such study, or another owner's",
-    409: "the study is not in a state that allows this",
-    413: "request body over the service's limit (ACTSTUDY_MAX_BODY_BYTES, 64 KiB by default)",
-    429: "the owner already has the most queued or running studies allowed (ACTSTUDY_MAX_ACTIVE_STUDIES_PER_OWNER)",
-    503: "the study was stored but the Ray cluster could not start it (it is marked failed)",
-}
-
-
-def _documented(*codes: int) -> dict:
-    return {code: {"model": Message, "description": _ERRORS[code]} for code in codes}
-
-
-router = APIRouter(prefix="/studies", tags=["studies"], responses=_documented(401), route_class=CheckedJsonRoute)
+router = APIRouter(prefix="/studies", tags=["studies"], responses=documented(401), route_class=CheckedJsonRoute)
 
 
 def _public(study: Study, request: Request) -> StudyPublic:
@@ -86,7 +72,7 @@ def _check_placeable(spec: StudySpec, jobs: JobLauncher, settings: Settings) -> 
                                       for field, why in short])
 
 
-@router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=_documented(400, 413, 429, 503))
+@router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=documented(400, 413, 429, 503))
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
     _check_data_root(spec.dataset.data_root, settings.data_roots)
@@ -112,14 +98,14 @@ def list_studies(request: Request, caller: CurrentCaller, store: StoreDep,
     return StudiesPublic(data=[_public(r, request) for r in rows], count=count)
 
 
-@router.get("/{study_id}", response_model=StudyPublic, summary="Status and progress of a study", responses=_documented(404))
+@router.get("/{study_id}", response_model=StudyPublic, summary="Status and progress of a study", responses=documented(404))
 def read_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep) -> StudyPublic:
     # Only reads: the reconciler alone follows the Ray job (and relaunches a dead driver).
     return _public(_visible(store, caller, study_id), request)
 
 
 @router.get("/{study_id}/results", response_model=StudyResultsPublic, summary="Ranking, statistics, best params, MLflow links",
-            responses=_documented(404, 409))
+            responses=documented(404, 409))
 def read_results(study_id: str, caller: CurrentCaller, store: StoreDep) -> StudyResultsPublic:
     study = _visible(store, caller, study_id)
     if study.status != StudyStatus.succeeded.value or not study.results:
@@ -131,7 +117,7 @@ def read_results(study_id: str, caller: CurrentCaller, store: StoreDep) -> Study
              description="A study with a driver answers `cancelling`: its Ray job is stopped, then every MLflow run it "
                          "left open is ended (KILLED) and it becomes `cancelled`, freeing its quota slot (seconds). "
                          "A study with no driver yet is `cancelled` at once.",
-             responses=_documented(404, 409, 413))
+             responses=documented(404, 409, 413))
 def cancel_study(study_id: str, request: Request, caller: CurrentCaller, store: StoreDep, jobs: JobsDep) -> StudyPublic:
     study = _visible(store, caller, study_id)
     if StudyStatus(study.status).terminal:
