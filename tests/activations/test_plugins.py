@@ -153,3 +153,27 @@ def test_the_service_takes_import_paths_only_when_its_administrator_allowed_them
         assert out["status"] == 422
         (error,) = out["body"]["detail"]
         assert error["loc"] == ["body", "activations", 1] and "ACTSTUDY_ALLOW_USER_CODE=1" in error["msg"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_local_study_runs_the_plugin_and_an_import_path(site, tmp_path, mlflow_server):
+    """`actstudy run` on a local Ray it starts: the plugin and the user's class reach every trial (the workers
+    inherit the environment), and both are ranked beside relu."""
+    (tmp_path / "my_acts.py").write_text(USER_MODULE)
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(json.dumps({"name": "mine", "activations": ["relu", "serf", "my_acts:Square"],
+                                "model": {"name": "mlp", "hidden": [16, 16]}, "search": {"trials_per_activation": 1, "pruner": "none"},
+                                "training": {"epochs": 1}, "confirm": {"seeds": 1}, "resources": {"cpus_per_trial": 1}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "ACTSTUDY_RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(site), str(tmp_path)])
+    done = subprocess.run([str(Path(sys.executable).with_name("actstudy")), "run", str(spec), "--mlflow-uri", mlflow_server.url,
+                           "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=540)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server.url)
+    (exp,) = [e for e in client.search_experiments() if e.name.startswith("mine-")]
+    runs = client.search_runs([exp.experiment_id], "tags.`actstudy.role` = 'activation'")
+    assert {r.data.tags["activation"] for r in runs} == {"relu", "serf", "my_acts:Square"}
+    assert all(r.info.status == "FINISHED" and "test_acc_mean" in r.data.metrics for r in runs)
