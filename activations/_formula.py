@@ -158,6 +158,16 @@ class Formula(nn.Module):
     def extra_repr(self) -> str:
         return repr(self.parsed.text)
 
+    def __getstate__(self) -> dict:
+        """Picklable (torch.save(model), multiprocessing): the evaluator's closures are rebuilt from the text."""
+        state = self.__dict__.copy()
+        state["parsed"] = self.parsed.text
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["parsed"] = parse(state["parsed"], frozenset(state["specs"]))
+        super().__setstate__(state)
+
     @property
     def evolves(self) -> bool:
         """Has learnable parameters, whose values a study records per epoch."""

@@ -239,3 +239,18 @@ def test_findings_name_the_quantity_the_range_and_the_reason(expr, finding):
 def test_a_learnable_parameters_gradient_is_checked_too():
     report = check_formula(formula("x * sigmoid(x) + sqrt(abs(c))", {"c": {"init": 0.0, "learnable": True}}))
     assert [(f.quantity, f.where) for f in report.findings if f.dtype == "float32"] == [("the gradient in c", "every x")]
+
+
+def test_a_formula_pickles_and_copies_with_its_parameters():
+    import copy
+    import io
+
+    module = formula("x * sigmoid(beta * x)", {"beta": {"init": 1.5, "learnable": True, "per_channel": True}}, num_features=3)
+    buffer = io.BytesIO()
+    torch.save(module, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    x = torch.randn(2, 3)
+    for other in (loaded, copy.deepcopy(module)):
+        assert torch.equal(other(x), module(x)) and other.label == module.label
+        assert other.learned["beta"] is not module.learned["beta"]
