@@ -72,6 +72,8 @@ class Node:
     kids: tuple[Node, ...]
     apply: Callable[..., Value]  # the kids' values -> this node's value
     leaf: Callable[[Env], Value] | None = None  # for x, parameters and numbers
+    number: float | None = None  # a number's value
+    op: str = ""  # the operator or function: "/", "log", ... (for the check's reasons)
 
     def evaluate(self, env: Env, trace: list[tuple[Node, Value]] | None = None) -> Value:
         """The formula's value for `env` ({'x': tensor, parameter: value}); `trace` collects every node's value."""
@@ -123,6 +125,13 @@ def _check_nesting(expr: str) -> None:
         raise FormulaError(f"nested too deeply: {deepest} levels of parentheses, the limit is {MAX_DEPTH}")
 
 
+def constants(node: Node) -> set[float]:
+    """The numbers written in a formula (the check evaluates near them: a pole at x = c falls between grid points)."""
+    if node.number is not None:
+        return {node.number}
+    return set().union(*(constants(k) for k in node.kids))
+
+
 def _leaves(node: Node) -> set[str]:
     return {node.text} if node.leaf else set().union(*(_leaves(k) for k in node.kids))
 
@@ -149,11 +158,11 @@ def _build(n: ast.AST, params: frozenset[str], used: set[str], depth: int) -> No
     if isinstance(n, ast.Constant):
         value = n.value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise FormulaError(f"{type(value).__name__} constant {text} is not allowed: only numbers")
-        if not math.isfinite(value) or abs(value) > MAX_CONSTANT:
-            raise FormulaError(f"the number {text} is out of range: |c| ≤ {MAX_CONSTANT:g}")
+            raise FormulaError(f"{type(value).__name__} constant {text[:40]} is not allowed: only numbers")
+        if abs(value) > MAX_CONSTANT or not math.isfinite(value):  # an int beyond float range: compared, never converted
+            raise FormulaError(f"the number {text[:40]} is out of range: |c| ≤ {MAX_CONSTANT:g}")
         number = float(value)
-        return Node(text, (), _none, leaf=lambda env: number)
+        return Node(text, (), _none, leaf=lambda env: number, number=number)
     if isinstance(n, ast.UnaryOp):
         if isinstance(n.op, ast.USub):
             return Node(text, (kid(n.operand),), lambda a: -a)
@@ -170,7 +179,8 @@ def _build(n: ast.AST, params: frozenset[str], used: set[str], depth: int) -> No
         fn = _ARITHMETIC.get(type(n.op))
         if fn is None:
             raise FormulaError(f"the operator '{_op(n.op)}' is not allowed: use + - * / **")
-        return Node(text, (kid(n.left), kid(n.right)), lambda a, b: _binary(fn, a, b))
+        op = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}[type(n.op)]
+        return Node(text, (kid(n.left), kid(n.right)), lambda a, b: _binary(fn, a, b), op=op)
     if isinstance(n, ast.Call):
         return _call(n, text, kid)
     if isinstance(n, ast.Compare):
@@ -188,7 +198,7 @@ def _call(n: ast.Call, text: str, kid: Callable[[ast.AST], Node]) -> Node:
     if name in FUNCTIONS:
         _arity(name, n, 1)
         fn = FUNCTIONS[name][0]
-        return Node(text, (kid(n.args[0]),), lambda a: fn(a) if isinstance(a, torch.Tensor) else float(fn(_tensor(a))))
+        return Node(text, (kid(n.args[0]),), lambda a: fn(a) if isinstance(a, torch.Tensor) else float(fn(_tensor(a))), op=name)
     if name in BINARY_FUNCTIONS:
         _arity(name, n, 2)
         pair = BINARY_FUNCTIONS[name]
@@ -215,7 +225,7 @@ def _number(n: ast.AST) -> float | None:
         inner = _number(n.operand)
         return None if inner is None else (-inner if isinstance(n.op, ast.USub) else inner)
     if isinstance(n, ast.Constant) and isinstance(n.value, int | float) and not isinstance(n.value, bool):
-        return float(n.value)
+        return float(n.value) if abs(n.value) <= MAX_CONSTANT else math.inf  # out of any exponent range, never converted
     return None
 
 

@@ -58,12 +58,14 @@ def param_specs(params: object) -> dict[str, ParamSpec]:
             raise FormulaError(f"params: {name!r} is not a parameter name (letters, digits and _, at most 32)")
         if name == "x" or name in FUNCTIONS or name in BINARY_FUNCTIONS or name == "where":
             raise FormulaError(f"{where}: '{name}' is taken (the variable or a function)")
+        if name.startswith("_") or hasattr(nn.ParameterDict, name):  # `forward`, `to`, `cuda`: the module's own names
+            raise FormulaError(f"{where}: '{name}' is reserved (a name of torch modules); choose another")
         if _is_number(value):
             out[name] = ParamSpec(_finite(where, value))
             continue
         if not isinstance(value, dict) or "init" not in value:
             raise FormulaError(f"{where}: expected a number or {{init: number, learnable, per_channel, low, high}}")
-        unknown = sorted(set(value) - _PARAM_KEYS)
+        unknown = sorted(map(str, set(value) - _PARAM_KEYS))
         if unknown:
             raise FormulaError(f"{where}: unknown key {', '.join(map(str, unknown))}; valid: {', '.join(sorted(_PARAM_KEYS))}")
         for flag in ("learnable", "per_channel"):
@@ -84,7 +86,7 @@ def _is_number(value: object) -> bool:
 
 
 def _finite(where: str, value: object) -> float:
-    if not _is_number(value) or not math.isfinite(value) or abs(value) > MAX_CONSTANT:
+    if not _is_number(value) or abs(value) > MAX_CONSTANT or not math.isfinite(value):  # a huge int: compared, not converted
         raise FormulaError(f"{where}: expected a finite number with |v| ≤ {MAX_CONSTANT:g}, got {value!r}")
     return float(value)
 
@@ -207,8 +209,10 @@ class Formula(nn.Module):
 
 
 def curve_at(snapshot: dict, x: torch.Tensor) -> torch.Tensor:
-    """A snapshot's formula at `x`, each per channel parameter at its channel mean."""
+    """A snapshot's formula at `x`, each per channel parameter at its channel mean. Whatever values training
+    reached (huge, NaN) are drawn as they are: the values are not checked again, only the formula."""
     values = {k: (sum(v) / len(v) if isinstance(v, list) else v) for k, v in snapshot["params"].items()}
-    module = Formula(snapshot["formula"], params={**snapshot.get("constants", {}), **values}).to(x.dtype)
+    env = {**snapshot.get("constants", {}), **values}
     with torch.no_grad():
-        return module(x)
+        y = parse(snapshot["formula"], frozenset(env)).root.evaluate({"x": x, **{k: float(v) for k, v in env.items()}})
+    return y if isinstance(y, torch.Tensor) else torch.full_like(x, y)

@@ -172,7 +172,10 @@ def parameter_types(name: str) -> dict[str, tuple[Any, object, tuple[float, floa
     """Each tunable parameter's type, default and allowed range: the type from the constructor's annotations
     (or `Entry.choices`), the range from `Entry.ranges` (or DEFAULT_RANGES for its type; None if not a number)."""
     e = entry(name)
-    hints = typing.get_type_hints(e.cls.__init__)
+    try:
+        hints = typing.get_type_hints(e.cls.__init__)
+    except (NameError, TypeError):  # a plugin's annotation that does not resolve here: its parameters are untyped
+        hints = {}
     out = {}
     for p, default in parameters(name).items():
         kind = Literal[e.choices[p]] if p in e.choices else hints.get(p, Any)

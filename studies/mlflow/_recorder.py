@@ -182,7 +182,10 @@ class MlflowTrialRecorder(TrialRecorder):
                 key = layout.sanitize(layer)
                 kind = layout.activation_kind(history[-1]["state"])
                 (Path(tmp) / f"{key}.json").write_text(json.dumps({"layer": layer, "kind": kind, "history": history}))
-                save(plot_evolution(kind, history, f"{kind.upper()} at {layer}: its shape over training"), Path(tmp) / f"{key}.png", dpi=90)
+                try:  # one layer's figure failing (values training pushed anywhere) loses that figure only
+                    save(plot_evolution(kind, history, f"{kind.upper()} at {layer}: its shape over training"), Path(tmp) / f"{key}.png", dpi=90)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("evolution figure of %s not drawn: %s: %s", layer, type(exc).__name__, exc)
             if self.evolution:
                 self.client.log_artifacts(self.run_id, tmp, artifact_path=layout.EVOLUTION_DIR)
 

@@ -58,7 +58,8 @@ def statistics(row: dict) -> dict[str, float]:
 def parent_metrics(rows: list[dict]) -> list[Metric]:
     """`<statistic>/<activation>`, by statistic, then by rank: how MLflow lists them."""
     by_label = {row["activation"]: statistics(row) for row in rows}
-    return [Metric(f"{name}/{layout.sanitize(label)}", values[name], 0, 0)
+    keys = layout.label_keys(list(by_label))
+    return [Metric(f"{name}/{keys[label]}", values[name], 0, 0)
             for name in layout.STATISTICS for label, values in by_label.items() if name in values]
 
 

@@ -9,6 +9,7 @@ and per confirmation seed (`actstudy.kind=confirm`), each found again by its `ac
 from __future__ import annotations
 
 import re
+import zlib
 from typing import Literal
 from urllib.parse import quote
 
@@ -68,6 +69,14 @@ def experiment_name(study_name: str, study_id: str) -> str:
 def sanitize(name: str) -> str:
     """A module path (or a label) as an MLflow-safe key part."""
     return _UNSAFE.sub("_", name)
+
+
+def label_keys(labels: list[str]) -> dict[str, str]:
+    """Each activation label as a metric key part: sanitized, and where two labels sanitize alike (formulas:
+    `x * sigmoid(x)` and `x + sigmoid(x)`), each of those with a short hash of its own text."""
+    keys = {label: sanitize(label) for label in labels}
+    taken = [key for key in keys.values()]
+    return {label: key if taken.count(key) == 1 else f"{key}-{zlib.crc32(label.encode()):08x}" for label, key in keys.items()}
 
 
 def clip(text: str, chars: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ from studies.spec import StudyResults
 
 # Figures are built with matplotlib's object API (no pyplot): no backend chosen and no figure kept for the
 # whole process, so a worker drawing hundreds of figures holds none of them.
+log = logging.getLogger(__name__)
 TAB20 = matplotlib.colormaps["tab20"].colors
 VIRIDIS = matplotlib.colormaps["viridis"]
 
@@ -27,9 +29,13 @@ def plot_activations(path: str | Path, names: list[str] | None = None, x_range: 
     ax_f, ax_d = fig.subplots(1, 2)
     colors = TAB20
     for i, name in enumerate(names):
-        module = activations.create(name, num_features=1, spatial_dims=0).double().eval()
-        y = module(x.view(-1, 1)).view(-1)
-        (dy,) = torch.autograd.grad(y.sum(), x)
+        try:  # a plugin may need arguments, or not take a (N, 1) input: it is left out of the figure, not the listing
+            module = activations.create(name, num_features=1, spatial_dims=0).double().eval()
+            y = module(x.view(-1, 1)).view(-1)
+            (dy,) = torch.autograd.grad(y.sum(), x)
+        except Exception as exc:  # noqa: BLE001 — someone else's code
+            log.warning("activation %r left out of the figure: %s: %s", name, type(exc).__name__, exc)
+            continue
         style = "-" if activations.entry(name).learnable or name == "telu" else "--"
         ax_f.plot(x.detach(), y.detach(), style, label=name, lw=1.4, color=colors[i % 20])
         ax_d.plot(x.detach(), dy, style, label=name, lw=1.4, color=colors[i % 20])

@@ -31,6 +31,7 @@ class FormulaFinding(BaseModel):
     kind: str
     where: str
     reason: str
+    severity: str = Field(description="error: refuses the formula; note: ±inf only where |x| > 10⁴ (it grows faster than x)")
     message: str
 
 
@@ -41,7 +42,8 @@ class Curve(BaseModel):
 
 
 class FormulaCheck(BaseModel):
-    ok: bool = Field(description="true: a study may use it (finite value and gradients over the checked range, float32 and bfloat16)")
+    ok: bool = Field(description="true: a study may use it (finite value and gradients over the checked range, float32 and bfloat16; "
+                                 "notes allowed)")
     expr: str = Field(description="the formula as read (canonical spacing and parentheses)")
     label: str
     learnable: list[str] = Field(description="the parameters that train with the model")
@@ -69,7 +71,7 @@ def curve(module: activations.Formula) -> Curve:
     m = module.double()
     with torch.enable_grad():
         y = m(x.view(-1, 1)).view(-1)  # (N, C=1): per channel parameters see one channel
-        (dy,) = torch.autograd.grad(y.sum(), [x])
+        dy = torch.autograd.grad(y.sum(), [x])[0] if y.requires_grad else torch.zeros_like(x)  # a step function: 0
     return Curve(x=_plain(x), y=_plain(y), dy=_plain(dy))
 
 

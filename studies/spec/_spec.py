@@ -55,12 +55,23 @@ def parameters_model(name: str) -> type[BaseModel]:
     return create_model(f"{name}_parameters", __config__=strict, **fields)
 
 
+def usable_parameters_model(name: str) -> type[BaseModel]:
+    """parameters_model, or ValueError when an activation's constructor (a plugin's, a user's class) has parameter
+    types a spec cannot hold (e.g. a tensor)."""
+    try:
+        return parameters_model(name)
+    except Exception as exc:  # noqa: BLE001 — pydantic refusing someone else's annotations
+        raise ValueError(f"activation {name!r} cannot be used in a study: its constructor's parameter types are not "
+                         f"ones a spec can hold ({type(exc).__name__})") from None
+
+
 def check_parameters(name: str, params: dict) -> None:
     """Raise ValueError naming each parameter the activation does not take, or of the wrong type (strictly:
     no "1" for 1, no true for 1.0), or outside its choices."""
     activations.check_params(name, params)
+    model = usable_parameters_model(name)
     try:
-        parameters_model(name).model_validate(params)
+        model.model_validate(params)
     except ValidationError as exc:
         wrong = "; ".join(describe(exc.errors(include_url=False)))
         raise ValueError(f"activation {name!r}: {wrong}") from None
@@ -150,7 +161,10 @@ class ActivationSpec(_Strict):
         own parameters, typed (so the registry, the validation and the OpenAPI schema agree)."""
         variants: list[dict] = [{"type": "string", "enum": activations.names(), "title": "name (default parameters)"}]
         for name in activations.names():
-            params = parameters_model(name).model_json_schema()
+            try:
+                params = usable_parameters_model(name).model_json_schema()
+            except ValueError:  # a plugin whose parameters a spec cannot hold: refused by validation, left out here
+                continue
             variants.append({"type": "object", "title": name, "required": ["name"], "additionalProperties": False,
                              "properties": {"name": {"const": name}, **params.get("properties", {})}})
         variants.append(FORMULA_SCHEMA)
@@ -246,11 +260,14 @@ class StudySpec(_Strict):
         labels = [a.label for a in self.activations]
         dupes = sorted({label for label in labels if labels.count(label) > 1})
         if dupes:
-            raise ValueError(f"activations: each may appear once, duplicated: {', '.join(dupes)}")
+            formulas = " (two formulas may share an expression: give each a `label`)" if any(
+                a.name == activations.FORMULA and a.label in dupes for a in self.activations) else ""
+            raise ValueError(f"activations: each may appear once, duplicated: {', '.join(dupes)}{formulas}")
         if self.confirm.baseline is None:
             self.confirm.baseline = "relu" if "relu" in labels else labels[0]
-        # A label as written, or its name in any case (`ReLU`); parameter text keeps its case (`channelwise=True`).
-        same = [label for label in labels if label == self.confirm.baseline or label.lower() == self.confirm.baseline.lower()]
+        # A label as written, else its name in any case (`ReLU`); parameter text keeps its case (`channelwise=True`).
+        same = [label for label in labels if label == self.confirm.baseline] or [
+            label for label in labels if label.lower() == self.confirm.baseline.lower()]
         if not same:
             raise ValueError(f"confirm.baseline: {self.confirm.baseline!r} is not among the study's activations ({', '.join(labels)})")
         self.confirm.baseline = same[0]

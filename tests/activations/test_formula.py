@@ -224,11 +224,13 @@ def test_well_behaved_formulas_pass(expr):
 
 
 @pytest.mark.parametrize("expr, finding", [
-    ("log(x)", ("the output", "x ≤ 0", "log(x) is NaN")),
+    ("log(x)", ("the output", "x ≤ 0", "log(x) is -inf (the log of 0)")),
     ("sqrt(x)", ("the output", "x ≤ -1.401e-45", "sqrt(x) is NaN")),
     ("x * x", ("the output", "x ≥ 1.845e+19", "x * x overflows to inf")),
     ("where(x > 0, x, expm1(x))", ("the gradient", "x ≥ 88.72", "expm1(x) overflows to inf")),  # where's NaN-gradient trap
-    ("x / (x - 1)", ("the output", "x = 1", "x / (x - 1) overflows to inf")),
+    ("x / (x - 1)", ("the output", "x = 1", "x / (x - 1) divides by zero")),
+    ("sqrt(1 - x * x) + x", ("the output", "x ≤ -1", "sqrt(1 - x * x) is NaN")),  # the reason read at the boundary
+    ("x * sigmoid(x) + 1 / (x - 0.025)", ("the output", "x = 0.025", "1 / (x - 0.025) divides by zero")),  # a pole between grid points
     ("x / (1 + exp(-x))", ("the gradient", "x ≤ -88.72", "exp(-x) overflows to inf")),  # SiLU written the naive way
 ])
 def test_findings_name_the_quantity_the_range_and_the_reason(expr, finding):
@@ -254,3 +256,47 @@ def test_a_formula_pickles_and_copies_with_its_parameters():
     for other in (loaded, copy.deepcopy(module)):
         assert torch.equal(other(x), module(x)) and other.label == module.label
         assert other.learned["beta"] is not module.learned["beta"]
+
+
+# --- found in review: bounded work, edge formulas that once answered 500 ------------------------------
+
+
+def test_the_check_is_bounded_for_a_formula_bad_in_thousands_of_places():
+    from activations._numerics import MAX_STRETCHES
+
+    params = {p: {"init": 1.0, "learnable": True} for p in "abcdefgh"}
+    module = formula("sqrt(cos(62.83185307 * x)) * a * b * c * d * e * f * g * h", params)
+    report = check_formula(module)
+    assert not report.ok
+    quantities = 2 + len(params)  # the output, dy/dx and one gradient per learnable parameter
+    assert len(report.findings) <= 2 * quantities * (MAX_STRETCHES + 1)
+    assert any("more stretches of x" in f.where for f in report.findings) and len(report.message()) < 2000
+
+
+def test_a_step_function_has_zero_gradients_not_an_error():
+    report = check_formula(formula("where(x < 0, 0, 1)"))
+    assert report.ok and report.findings == ()
+
+
+def test_growing_faster_than_x_is_a_note_beyond_1e4_not_a_refusal():
+    report = check_formula(formula("1.0507 * where(x > 0, x, 1.67326 * expm1(min(x, 0)))"))  # SELU, written out
+    assert report.ok and report.findings and {f.severity for f in report.findings} == {"note"}
+    assert not check_formula(formula("exp(x)")).ok  # inf from x ≈ 88.7: within 10⁴, refused
+
+
+@pytest.mark.parametrize("expr, params, says", [
+    ("x * 1" + "0" * 400, None, "out of range"),
+    ("x ** 1" + "0" * 400, None, "the exponent of ** must be a number in [-8, 8]"),
+    ("x * forward", {"forward": {"init": 1.0, "learnable": True}}, "'forward' is reserved"),
+    ("x * c", {"c": 10**400}, "expected a finite number"),
+    ("x * c", {"c": {"init": 1.0, 3: 1}}, "unknown key 3"),
+])
+def test_numbers_beyond_float_and_reserved_names_are_refused_not_crashed(expr, params, says):
+    with pytest.raises(FormulaError) as info:
+        formula(expr, params)
+    assert says in str(info.value)
+
+
+def test_a_snapshot_with_values_training_pushed_anywhere_still_draws():
+    snap = {"formula": "x * sigmoid(beta * x)", "params": {"beta": [float("nan"), 3e7]}, "constants": {}}
+    assert activations.curve_at(snap, torch.linspace(-1, 1, 5, dtype=f64)).shape == (5,)

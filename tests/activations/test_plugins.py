@@ -177,3 +177,55 @@ def test_a_local_study_runs_the_plugin_and_an_import_path(site, tmp_path, mlflow
     runs = client.search_runs([exp.experiment_id], "tags.`actstudy.role` = 'activation'")
     assert {r.data.tags["activation"] for r in runs} == {"relu", "serf", "my_acts:Square"}
     assert all(r.info.status == "FINISHED" and "test_acc_mean" in r.data.metrics for r in runs)
+
+
+def test_a_plugin_with_parameter_types_a_spec_cannot_hold_is_refused_and_the_schema_still_builds(tmp_path):
+    dist = tmp_path / "odd_acts-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: odd-acts\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[actstudy.activations]\nodd = odd_acts:Odd\nneeds = odd_acts:Needs\nloose = odd_acts:Loose\n")
+    (tmp_path / "odd_acts.py").write_text(textwrap.dedent('''
+        import torch
+
+        class Odd(torch.nn.Module):
+            def __init__(self, scale: torch.Tensor = None):
+                super().__init__()
+
+            def forward(self, x):
+                return x
+
+        class Loose(torch.nn.Module):
+            def __init__(self, other: "Undefined" = 1.0):  # does not resolve here: taken untyped
+                super().__init__()
+
+            def forward(self, x):
+                return x
+
+        class Needs(torch.nn.Module):
+            """A plugin that needs an argument."""
+            def __init__(self, k: float):
+                super().__init__()
+                self.k = k
+
+            def forward(self, x):
+                return self.k * x
+    '''))
+    done = python("""
+        import json
+        from studies.spec import StudySpec, parse_spec, SpecError
+        from studies.report import plot_activations
+        variants = [v.get("title") for v in StudySpec.model_json_schema()["$defs"]["ActivationSpec"]["oneOf"]]
+        refused = None
+        try:
+            parse_spec({"activations": ["odd"]})
+        except SpecError as exc:
+            refused = str(exc)
+        assert parse_spec({"activations": [{"name": "loose", "other": 2.0}]}).labels == ["loose(other=2.0)"]
+        plot_activations("%s")
+        print(json.dumps({"schema": variants, "refused": refused}))
+    """ % (tmp_path / "all.png"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "odd" not in out["schema"] and {"needs", "loose", "relu"} <= set(out["schema"])
+    assert "activation 'odd' cannot be used in a study" in out["refused"]
+    assert "activation 'needs' left out of the figure" in done.stderr and (tmp_path / "all.png").exists()

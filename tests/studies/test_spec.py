@@ -188,3 +188,18 @@ def test_the_cli_checks_a_formula_and_draws_it(tmp_path, capsys):
     assert main(["activations"]) == 0
     listing = capsys.readouterr().out
     assert "formula" in listing and "where(a < b, c, d)" in listing
+
+
+def test_a_formula_labelled_like_a_builtin_does_not_take_over_the_baseline():
+    spec = parse_spec({"activations": [{**MISH, "label": "ReLU"}, "relu"]})
+    assert spec.confirm.baseline == "relu"
+    assert parse_spec({"activations": ["gelu", "relu"], "confirm": {"baseline": "RELU"}}).confirm.baseline == "relu"
+
+
+def test_formula_labels_that_read_alike_in_mlflow_get_keys_of_their_own():
+    from studies.mlflow.layout import label_keys
+
+    keys = label_keys(["relu", "pwlu(segments=8)", "x * sigmoid(x)", "x + sigmoid(x)"])
+    assert keys["relu"] == "relu" and keys["pwlu(segments=8)"] == "pwlu_segments_8_"
+    assert keys["x * sigmoid(x)"] != keys["x + sigmoid(x)"] and keys["x * sigmoid(x)"].startswith("x _ sigmoid_x_-")
+    assert len(set(keys.values())) == 4
