@@ -9,9 +9,9 @@ In one process, interleaved round by round so load from other processes hits bot
    256×100 (the MLP sizes of a study) and 64×64×32×32 (a CNN's), median of `--repeat` rounds;
 2. "compile": what a formula costs once per process before its first step — parsing the expression and the
    numerical check a spec runs (there is no code generation: the tree is interpreted with torch calls);
-3. whole MNIST-1D trials (`workers.train.train`, the study's default MLP 40→100→100→10, batch 128, Adam,
-   `--epochs` epochs, one thread): formula Mish vs `mish` and formula TeLU vs `telu`, alternating, median of
-   `--trials` each, and the ratio; the target is ≤ 1.3×.
+3. whole MNIST-1D trials (`workers.train.train`: the study's default MLP 40→100→100→10 and the MNIST-1D paper's
+   CNN `cnn1d`, batch 128, Adam, `--epochs` epochs, one thread): formula Mish vs `mish` and formula TeLU vs
+   `telu`, alternating, median of `--trials` each, and the ratio; the target is ≤ 1.3×.
 """
 
 from __future__ import annotations
@@ -70,11 +70,12 @@ def compile_ms(expr: str, repeat: int = 5) -> tuple[float, float]:
     return statistics.median(parse), statistics.median(check)
 
 
-def trial_s(activation: str, params: dict, epochs: int) -> float:
+def trial_s(activation: str, params: dict, epochs: int, model: str = "mlp") -> float:
     from workers import TrialConfig
     from workers.train import train
 
-    cfg = TrialConfig(activation=activation, activation_params=params, epochs=epochs, lr=3e-3, batch_size=128, threads=1, device="cpu")
+    cfg = TrialConfig(model=model, activation=activation, activation_params=params, epochs=epochs, lr=3e-3, batch_size=128, threads=1,
+                      device="cpu")
     start = time.perf_counter()
     result = train(cfg)
     assert result.status == "completed", result
@@ -109,20 +110,22 @@ def main(argv: list[str] | None = None) -> int:
         parse, check = compile_ms(expr)
         print(f"{name:<8}{parse:>8.2f} | {check:.1f}")
 
-    print(f"\nwhole MNIST-1D trials ({args.epochs} epochs, MLP 40→100→100→10, batch 128, one thread), s (median of {args.trials})")
-    print(f"{'pair':<8}{'formula':>10}{'built-in':>10}{'ratio':>8}   (formula: parse and check included)")
+    print(f"\nwhole MNIST-1D trials ({args.epochs} epochs, batch 128, Adam, one thread; mlp 40→100→100→10, cnn1d: the paper's CNN), "
+          f"s (median of {args.trials})")
+    print(f"{'model':<7}{'pair':<8}{'formula':>10}{'built-in':>10}{'ratio':>8}   (formula: parse and check included)")
     trial_s("relu", {}, 1)  # the dataset cached, the allocator warm
     worst = 0.0
-    for name, (expr, builtin) in PAIRS.items():
-        f_times, b_times = [], []
-        for _ in range(args.trials):
-            start = time.perf_counter()
-            assert activations.check_formula(activations.create("formula", expr=expr)).ok  # what validation pays
-            f_times.append(time.perf_counter() - start + trial_s("formula", {"expr": expr}, args.epochs))
-            b_times.append(trial_s(builtin, {}, args.epochs))
-        f, b = statistics.median(f_times), statistics.median(b_times)
-        worst = max(worst, f / b)
-        print(f"{name:<8}{f:>10.2f}{b:>10.2f}{f / b:>8.2f}")
+    for model in ("mlp", "cnn1d"):
+        for name, (expr, builtin) in PAIRS.items():
+            f_times, b_times = [], []
+            for _ in range(args.trials):
+                start = time.perf_counter()
+                assert activations.check_formula(activations.create("formula", expr=expr)).ok  # what validation pays
+                f_times.append(time.perf_counter() - start + trial_s("formula", {"expr": expr}, args.epochs, model))
+                b_times.append(trial_s(builtin, {}, args.epochs, model))
+            f, b = statistics.median(f_times), statistics.median(b_times)
+            worst = max(worst, f / b)
+            print(f"{model:<7}{name:<8}{f:>10.2f}{b:>10.2f}{f / b:>8.2f}")
     print(f"\nformula trial / built-in trial, worst: {worst:.2f} (target ≤ 1.3)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

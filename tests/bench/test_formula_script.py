@@ -22,6 +22,6 @@ def test_formula_bench_runs_quick():
     assert {(shape, pair) for shape, pair, *_ in rows} == {(s, p) for s in ("32×100", "100×100", "256×100", "8×16×16×16") for p in ("mish", "telu")}
     assert all(float(f) > 0 and float(b) > 0 for *_, f, b, _ in rows)
     assert set(re.findall(r"^(mish|telu)\s+[\d.]+ \| [\d.]+$", out, re.M)) == {"mish", "telu"}
-    trials = re.findall(r"^(mish|telu)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
-    assert {pair for pair, *_ in trials} == {"mish", "telu"}
+    trials = re.findall(r"^(mlp|cnn1d)\s+(mish|telu)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
+    assert {(model, pair) for model, pair, *_ in trials} == {(m, p) for m in ("mlp", "cnn1d") for p in ("mish", "telu")}
     assert re.search(r"^formula trial / built-in trial, worst: [\d.]+ \(target ≤ 1\.3\)$", out, re.M), out
