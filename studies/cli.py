@@ -109,6 +109,17 @@ def _check_formula(console, expr: str, params: str | None, plot: str | None, as_
     return 0 if check.ok else 1
 
 
+def _warn_if_unchecked(cfg: TrialConfig, console) -> None:
+    """One training may try a formula a study would refuse (to see what happens): it is said, not refused."""
+    import activations as registry
+
+    if cfg.activation != registry.FORMULA:
+        return
+    report = registry.check_formula(registry.create(registry.FORMULA, num_features=1, **cfg.activation_params))
+    if not report.ok:
+        console.print(f"[yellow]warning[/]: a study would refuse this formula: {report.message()}")
+
+
 def train_config(options: dict[str, Any]) -> TrialConfig:
     """`train`'s options as a TrialConfig: what was given, else TRAIN_DEFAULTS, else TrialConfig's defaults."""
     return TrialConfig(**{**TRAIN_DEFAULTS, **{k: v for k, v in options.items() if v is not None}})
@@ -128,6 +139,7 @@ def train(as_json: bool, **options: Any) -> int:
 
     cfg = train_config(options)
     console = Console(stderr=True)
+    _warn_if_unchecked(cfg, console)
     start = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[status]}"), console=console, disable=as_json and not console.is_terminal) as bar:

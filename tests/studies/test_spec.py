@@ -203,3 +203,13 @@ def test_formula_labels_that_read_alike_in_mlflow_get_keys_of_their_own():
     assert keys["relu"] == "relu" and keys["pwlu(segments=8)"] == "pwlu_segments_8_"
     assert keys["x * sigmoid(x)"] != keys["x + sigmoid(x)"] and keys["x * sigmoid(x)"].startswith("x _ sigmoid_x_-")
     assert len(set(keys.values())) == 4
+
+
+def test_one_training_may_try_a_formula_a_study_refuses_with_a_warning(capsys):
+    from studies.cli import main
+
+    code = main(["train", "--activation", "formula", "--activation-params", '{"expr": "x * tanh(exp(x))"}', "--epochs", "1",
+                 "--device", "cpu", "--json"])
+    out = capsys.readouterr()
+    assert code == 0 and json.loads(out.out.strip().splitlines()[-1])["status"] == "completed"
+    assert "a study would refuse this formula" in out.err and "x ≥ 88.72" in out.err
