@@ -22,9 +22,11 @@ def running_note(spec: StudySpec, study_id: str) -> str:
             "appear here when it ends; the activation runs below fill in as trials finish.")
 
 
-def activation_note(results: StudyResults, label: str, row: dict, run_id: str, evolution: list[str], optuna_plots: list[str]) -> str:
-    """An activation run's description: where it ranks, its numbers, and its figures (evolution first)."""
-    lines = [f"## {label}: rank {row['rank']} of {len(results.ranking)}", "",
+def activation_note(results: StudyResults, label: str, row: dict, run_id: str, evolution: list[str], optuna_plots: list[str],
+                    definition: str | None = None) -> str:
+    """An activation run's description: where it ranks, what it is (a formula, a plugin), its numbers, and its
+    figures (evolution first)."""
+    lines = [f"## {label}: rank {row['rank']} of {len(results.ranking)}", "", *([definition, ""] if definition else []),
              f"Test accuracy {row['test_acc_mean']:.4f} ± {row['test_acc_std']:.4f} over {len(results.seeds)} seeds "
              f"(95% CI [{row['ci95_low']:.4f}, {row['ci95_high']:.4f}]), with its best setting from the search: "
              f"lr {report.fmt(row['best_lr'])}, l2 {report.fmt(row['best_l2'])}."]

@@ -73,6 +73,17 @@ def activation_params(spec: StudySpec, label: str, results: StudyResults) -> lis
     return [Param(k, str(v)) for k, v in values.items()]
 
 
+def definition(act) -> str | None:
+    """What a formula or a user's activation is, in the activation run's description (a built-in's name says it)."""
+    if act.name == activations.FORMULA:
+        module = activations.create(activations.FORMULA, num_features=1, **act.params)
+        params = [f"{name} = {spec.init:g}" + (" (learnable" + (", per channel" if spec.per_channel else "") + ")" if spec.learnable else "")
+                  for name, spec in module.specs.items()]
+        return f"Formula: `{module.parsed.text}`" + (f"; {', '.join(params)}" if params else "") + "."
+    entry = activations.entry(act.name)
+    return None if act.name in activations.builtin_names() else f"{entry.formula} — {entry.source}."
+
+
 def write_answer(client: MlflowClient, ids: StudyRunIds, answer: StudyAnswer) -> None:
     """Everything a finished study writes into its runs: each activation run, ended as soon as it is written,
     then the parent (which the caller ends)."""
@@ -98,7 +109,8 @@ def write_activation_run(client: MlflowClient, ids: StudyRunIds, answer: StudyAn
     best = answer.produced.best.get(label)
     trial_run = best_trial_run(client, ids.experiment_id, run_id, best) if best is not None else None
     evolution = _copy_evolution(client, trial_run, run_id) if trial_run else []
-    client.set_tag(run_id, layout.NOTE, activation_note(results, label, row, run_id, evolution, optuna_plots))
+    client.set_tag(run_id, layout.NOTE, activation_note(results, label, row, run_id, evolution, optuna_plots,
+                                                        definition(answer.spec.activation(label))))
     return trial_run
 
 

@@ -220,6 +220,7 @@ def test_a_study_of_formulas_over_http_runs_and_mlflow_shows_them(stack, mlflow_
     assert act_runs["x * tanh(softplus(x))"].data.params["activation.expr"] == "x * tanh(softplus(x))"
     beta_run = act_runs["swish-beta"]
     assert beta_run.data.params["activation"] == "formula" and beta_run.data.params["activation.expr"] == "x * sigmoid(beta * x)"
+    assert "Formula: `x * sigmoid(beta * x)`; beta = 1 (learnable, per channel)." in beta_run.data.tags["mlflow.note.content"]
     assert {"evolution/net.2.png", "evolution/net.2.json", "evolution/net.4.png"} <= {
         a.path for a in client.list_artifacts(beta_run.info.run_id, "evolution")}
     trials = [r for r in runs if r.data.tags.get("actstudy.kind") == "trial" and r.data.tags.get("activation") == "swish-beta"
