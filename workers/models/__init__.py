@@ -5,13 +5,15 @@ import importlib
 from workers.models._catalog import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
 
 # The builders need torch; they load on first use, so reading the names (the CLI, a spec) stays light.
-_LAZY = {"ModelError", "activation_sites", "build_model"}
+_LAZY = {"ModelError": "_build", "activation_sites": "_build", "build_model": "_build", "swap_activations": "_sites",
+         "SwapReport": "_sites", "Site": "_sites", "NoActivationSites": "_sites", "ACTIVATION_TYPES": "_sites"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}._build"), name)
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["IMAGE_MODELS", "MODELS", "SEQUENCE_MODELS", "ModelError", "activation_sites", "build_model"]
+__all__ = ["ACTIVATION_TYPES", "IMAGE_MODELS", "MODELS", "SEQUENCE_MODELS", "ModelError", "NoActivationSites", "Site", "SwapReport",
+           "activation_sites", "build_model", "swap_activations"]
