@@ -42,6 +42,10 @@ class ParamSpec:
     low: float | None = None
     high: float | None = None
 
+    def bounded(self, value: torch.Tensor) -> torch.Tensor:
+        """The value the formula sees: clamped to [low, high] where bounds are given."""
+        return value if self.low is None and self.high is None else value.clamp(self.low, self.high)
+
 
 def param_specs(params: object) -> dict[str, ParamSpec]:
     """The declared parameters, checked; FormulaError naming the parameter and the problem."""
@@ -182,8 +186,7 @@ class Formula(nn.Module):
             if name in self.constants:
                 continue
             value = self.learned[name] if spec.learnable else getattr(self, f"const_{name}")
-            if spec.low is not None or spec.high is not None:
-                value = value.clamp(spec.low, spec.high)
+            value = spec.bounded(value)
             if spec.per_channel:
                 if x.dim() < 2 or x.shape[1] != self.num_features:
                     raise ValueError(f"formula {self.label!r}: parameter {name!r} is per channel ({self.num_features}); "
@@ -201,9 +204,7 @@ class Formula(nn.Module):
         channel) and its constants: plain JSON, enough to draw the curve again."""
         params = {}
         for name, p in self.learned.items():
-            spec = self.specs[name]
-            value = p.detach().clamp(spec.low, spec.high) if spec.low is not None or spec.high is not None else p.detach()
-            params[name] = value.float().cpu().tolist()
+            params[name] = self.specs[name].bounded(p.detach()).float().cpu().tolist()
         constants = {name: spec.init for name, spec in self.specs.items() if not spec.learnable}
         return {"formula": self.parsed.text, "params": params, "constants": constants}
 

@@ -101,7 +101,7 @@ def _evaluate(module: Formula, x: torch.Tensor, trace: list | None = None) -> tu
         if spec.learnable:
             value.requires_grad_(True)
             leaves[name] = value
-        env[name] = value.clamp(spec.low, spec.high) if spec.low is not None or spec.high is not None else value
+        env[name] = spec.bounded(value)
     y = module.parsed.root.evaluate(env, trace)
     y = y if isinstance(y, torch.Tensor) else torch.full_like(x, y)
     return y, leaves

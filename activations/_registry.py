@@ -104,11 +104,16 @@ def _plugins() -> dict[str, Entry]:
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             log.warning("%s left out: it is not a torch.nn.Module class", where)
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()
-        out[ep.name] = Entry(cls, str(getattr(cls, "formula", doc[0] if doc else ep.value)),
-                             str(getattr(cls, "source", f"plugin: {ep.dist.name if ep.dist else ep.value}")),
-                             bool(getattr(cls, "learnable", False)))
+        out[ep.name] = _entry_of(cls, ep.value, f"plugin: {ep.dist.name if ep.dist else ep.value}")
     return out
+
+
+def _entry_of(cls: type[nn.Module], where: str, source: str) -> Entry:
+    """A user's class (a plugin's, an import path's) as an entry: its `formula`, `source` and `learnable` if it
+    says them, else its docstring's first line (or `where`), `source`, and not learnable."""
+    doc = (cls.__doc__ or "").strip().splitlines()
+    return Entry(cls, str(getattr(cls, "formula", doc[0] if doc else where)), str(getattr(cls, "source", source)),
+                 bool(getattr(cls, "learnable", False)))
 
 
 def builtin_names() -> list[str]:
@@ -140,9 +145,7 @@ def _imported(path: str) -> Entry:
         raise UnknownActivationError(f"activation {path!r}: cannot import it ({type(exc).__name__}: {exc})") from None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise UnknownActivationError(f"activation {path!r} is not a torch.nn.Module class")
-    doc = (cls.__doc__ or "").strip().splitlines()
-    return Entry(cls, str(getattr(cls, "formula", doc[0] if doc else path)), str(getattr(cls, "source", f"your code: {path}")),
-                 bool(getattr(cls, "learnable", False)))
+    return _entry_of(cls, path, f"your code: {path}")
 
 
 def entry(name: str) -> Entry:
