@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -69,7 +71,8 @@ def _finished_once(mlflow_url: str, experiment_id: str) -> None:
 def _kill_ray_head(serve: ServeProcess) -> None:
     head = StackRecord.load(serve.data_dir).ray_head
     for proc in head.processes():
-        proc.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):  # killing the head's first processes ends others on their own
+            proc.kill()
     deadline = time.monotonic() + 30
     while head.processes() and time.monotonic() < deadline:
         time.sleep(0.5)
