@@ -36,7 +36,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "Study routes need `Authorization: Bearer <token>` (`actstudy token create --owner NAME`); "
                               f"request bodies over {settings.max_body_bytes} bytes answer 413.")
     app.state.settings = settings
-    allow_user_code(settings.allow_user_code)  # activations by import path: the administrator's choice (off by default)
+    # Activations and models by import path: the administrator's choice (off by default); a model from your code is
+    # not built here (its code reaches the cluster with the study): its driver checks it.
+    allow_user_code(settings.allow_user_code, run_here=False)
     app.state.store = RecordStore(settings.db_url)
     app.state.jobs = JobLauncher(settings)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)

@@ -25,6 +25,15 @@ class _Sizes(click.ParamType):
             self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
 
 
+class _Names(click.ParamType):
+    name = "NAME,NAME,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (tuple, list)):
+            return tuple(value)
+        return tuple(v.strip() for v in str(value).split(",") if v.strip())
+
+
 class _Json(click.ParamType):
     name = "JSON"
 
@@ -51,7 +60,9 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     if origin is typing.Literal:
         return click.Choice([str(a) for a in args]), False
     if origin is tuple:
-        return _Sizes(), False
+        inner = typing.get_args(annotation)[0]
+        inner = typing.get_args(inner)[0] if typing.get_origin(inner) is typing.Annotated else inner
+        return (_Names() if inner is str else _Sizes()), False
     if origin is dict or annotation is dict:
         return _Json(), False
     if annotation is bool:

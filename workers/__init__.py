@@ -16,9 +16,13 @@ from workers.config import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     DatasetName,
+    DataSource,
     Hidden,
+    ImageSize,
     ModelName,
+    ModelSource,
     Precision,
+    SwapTypes,
     TrainingOptions,
     TrialConfig,
     ValFraction,
@@ -36,5 +40,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CHECKPOINT_EVERY", "MAX_BATCH_SIZE", "MAX_EPOCHS", "DatasetName", "Hidden", "ModelName", "Precision", "TrainState",
+__all__ = ["CHECKPOINT_EVERY", "MAX_BATCH_SIZE", "MAX_EPOCHS", "DatasetName", "DataSource", "Hidden", "ImageSize", "ModelName",
+           "ModelSource", "SwapTypes", "Precision", "TrainState",
            "TrainingOptions", "TrialConfig", "TrialRecorder", "TrialResult", "ValFraction", "run_trial", "with_defaults"]

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from workers.data import DATASETS, IMAGE_DATASETS
-from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
+from workers.data import DATA_SOURCES, DATASETS, IMAGE_DATASETS
+from workers.models import IMAGE_MODELS, MODEL_SOURCES, MODELS, SEQUENCE_MODELS
 
 MAX_EPOCHS = 500
 MAX_BATCH_SIZE = 8192
@@ -22,6 +22,13 @@ MAX_BATCH_SIZE = 8192
 # Types shared with the study spec's dataset and model sections (the names come from the registries).
 DatasetName = Literal[DATASETS]
 ModelName = Literal[MODELS]
+DataSource = Literal[DATA_SOURCES]
+ModelSource = Literal[MODEL_SOURCES]
+ImageSize = Annotated[int, Field(ge=4, le=1024, description="image_folder: resize every image to this square size (pixels)")]
+# Class names of the model's activation modules to replace (exactly these types); empty: torch's and timm's.
+SwapTypes = Annotated[tuple[Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")], ...],
+                      Field(max_length=16, strict=False, description="activation module types to swap (e.g. ReLU,GELU); "
+                                                                     "default: torch's and timm's, exact types")]
 Precision = Literal["fp32", "bf16", "fp16"]  # workers.precision maps these to autocast dtypes
 ValFraction = Annotated[float, Field(gt=0, le=0.5, description="of the training data, held out for validation")]
 # A JSON list is taken for the tuple; its items are strict integers.
@@ -53,10 +60,21 @@ class TrainingOptions(BaseModel):
 class TrialConfig(TrainingOptions):
     """Everything that defines a trial."""
 
-    dataset: DatasetName = "mnist1d"
-    data_root: str | None = Field(None, description="folder of torchvision datasets; unset: $ACTSTUDY_DATA_ROOT")
+    dataset_source: DataSource = Field("builtin", description="builtin, file (.npz/.safetensors), image_folder, torchvision, plugin")
+    dataset: str = Field("mnist1d", min_length=1, max_length=200,
+                         description=f"builtin: {', '.join(DATASETS)}; torchvision: a dataset class; plugin: its name")
+    dataset_path: str | None = Field(None, max_length=1000, description="file / image_folder: the file or folder (relative: "
+                                                                        "below data_root)")
+    image_size: ImageSize | None = None
+    grayscale: bool = Field(False, description="image_folder: one channel instead of RGB")
+    data_root: str | None = Field(None, description="folder of datasets; unset: $ACTSTUDY_DATA_ROOT")
     val_fraction: ValFraction = 0.1
-    model: ModelName = "mlp"
+    model_source: ModelSource = Field("builtin", description="builtin, timm, torchvision, plugin, import")
+    model: str = Field("mlp", min_length=1, max_length=200,
+                       description=f"builtin: {', '.join(MODELS)}; timm/torchvision: a model name; plugin: its name; "
+                                   "import: package.module:build")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="the model constructor's arguments (not builtin)")
+    swap: SwapTypes = ()
     hidden: Hidden = (100, 100)
     activation: str = "relu"
     activation_params: dict[str, Any] = Field(default_factory=dict, description="the activation's constructor parameters")
@@ -69,6 +87,17 @@ class TrialConfig(TrainingOptions):
 
     @model_validator(mode="after")
     def _fits_the_data(self) -> TrialConfig:
+        if self.dataset_source == "builtin" and self.dataset not in DATASETS:
+            raise ValueError(f"dataset {self.dataset!r} is not a built-in dataset ({', '.join(DATASETS)}); other data takes a dataset_source")
+        if self.dataset_source in ("file", "image_folder") and not self.dataset_path:
+            raise ValueError(f"a {self.dataset_source} dataset needs dataset_path")
+        if self.model_source == "builtin":
+            if self.model not in MODELS:
+                raise ValueError(f"model {self.model!r} is not a built-in model ({', '.join(MODELS)}); other models take a model_source")
+            if self.model_kwargs or self.swap:
+                raise ValueError("model_kwargs and swap are for models from timm, torchvision, a plugin or an import path")
+        if self.dataset_source != "builtin" or self.model_source != "builtin":
+            return self  # shapes known once the data is read: checked by the spec and at training
         images = self.dataset in IMAGE_DATASETS
         if self.model in IMAGE_MODELS and not images:
             raise ValueError(f"model {self.model} needs an image dataset ({', '.join(IMAGE_DATASETS)}), not {self.dataset}")
@@ -87,6 +116,8 @@ class TrialConfig(TrainingOptions):
         for name, value in self.to_dict().items():
             if name == "activation_params":
                 out.update({f"act.{k}": str(v) for k, v in value.items()})
+            elif name == "model_kwargs":
+                out.update({f"model.{k}": str(v) for k, v in value.items()})
             elif isinstance(value, list):
                 out[name] = ",".join(str(v) for v in value)
             else:

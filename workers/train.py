@@ -150,7 +150,8 @@ def train(
                            diverged_at=resume.epoch if diverged else None)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    data = dataset or load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, data_root=cfg.data_root)
+    data = dataset or load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, data_root=cfg.data_root,
+                                   source=cfg.dataset_source, path=cfg.dataset_path, image_size=cfg.image_size, grayscale=cfg.grayscale)
     data = data.to(device)
     torch.manual_seed(cfg.seed)
     model = build_model(
@@ -160,6 +161,9 @@ def train(
         activation=cfg.activation,
         activation_params=cfg.activation_params,
         hidden=cfg.hidden,
+        source=cfg.model_source,
+        kwargs=cfg.model_kwargs,
+        swap=cfg.swap,
     ).to(device)
     optimizer = make_optimizer(model, cfg)
     scaler = grad_scaler(cfg.precision, device)
@@ -173,7 +177,9 @@ def train(
         if resume.scaler:
             scaler.load_state_dict(resume.scaler)
         history, start = list(resume.history), resume.epoch
-    augment = cfg.augment if cfg.augment is not None else cfg.dataset.startswith("cifar")
+    augment = cfg.augment if cfg.augment is not None else cfg.dataset_source == "builtin" and cfg.dataset.startswith("cifar")
+    if augment and len(data.input_shape) != 3:
+        raise ValueError(f"augment crops and flips images; {data.name}'s samples are {data.input_shape}")
     steps_per_epoch = math.ceil(len(data.train.y) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
 

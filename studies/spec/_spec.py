@@ -18,7 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 import activations
 from studies.spec._errors import describe
-from workers import MAX_EPOCHS, DatasetName, Hidden, ModelName, TrainingOptions, TrialConfig, ValFraction, with_defaults
+from workers import (
+    MAX_EPOCHS,
+    DataSource,
+    Hidden,
+    ImageSize,
+    ModelSource,
+    SwapTypes,
+    TrainingOptions,
+    TrialConfig,
+    ValFraction,
+    with_defaults,
+)
+from workers.data import DATASETS
+from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
 
 MAX_ACTIVATIONS = 20
 MAX_TRIALS = 200
@@ -33,17 +46,103 @@ class _Strict(BaseModel):
 
 
 _TRIAL = TrialConfig.model_fields
+_user_code = {"allowed": False, "run_here": True}
+
+
+def allow_user_code(allowed: bool, *, run_here: bool = True) -> None:
+    """Whether specs may name activations and models by import path (`package.module:name`) in this process:
+    `actstudy run` (your own machine) allows it; the service and its drivers only when the administrator set
+    ACTSTUDY_ALLOW_USER_CODE. `run_here=False` (the service's API): such a model is not built at validation (its
+    code reaches the cluster with the study), its driver checks it."""
+    _user_code.update(allowed=allowed, run_here=run_here)
 
 
 class DatasetSpec(_Strict):
-    name: DatasetName = _TRIAL["dataset"].default
+    """The data: a built-in dataset by name (the default source), or your own (see docs/your-model.md)."""
+
+    source: DataSource = _TRIAL["dataset_source"].default
+    name: str | None = Field(None, min_length=1, max_length=200, description=f"builtin (default mnist1d): {', '.join(DATASETS)}; "
+                                                                             "torchvision: a dataset class; plugin: its entry point")
+    path: str | None = Field(None, min_length=1, max_length=1000, description="file (.npz/.safetensors) or image_folder: "
+                                                                              "absolute, or relative to data_root")
+    image_size: ImageSize | None = None
+    grayscale: bool = _TRIAL["grayscale"].default
     data_root: str | None = Field(None, description=f"{_TRIAL['data_root'].description}, on each node")
     val_fraction: ValFraction = _TRIAL["val_fraction"].default
 
+    @model_validator(mode="after")
+    def _check(self) -> DatasetSpec:
+        if self.source == "builtin":
+            self.name = (self.name or _TRIAL["dataset"].default).strip().lower().replace("-", "_")
+            if self.name not in DATASETS:
+                raise ValueError(f"name: {self.name!r} is not a built-in dataset ({', '.join(DATASETS)}); your own data takes a "
+                                 "source: file, image_folder, torchvision or plugin")
+        elif self.source in ("file", "image_folder"):
+            if not self.path:
+                raise ValueError(f"path: a {self.source} dataset needs the path of its {'file' if self.source == 'file' else 'folder'}")
+            if ".." in Path(self.path).parts:
+                raise ValueError(f"path: {self.path!r} may not contain '..'")
+            self.name = self.name or Path(self.path).stem
+        elif not self.name:
+            raise ValueError(f"name: a {self.source} dataset needs its name")
+        if self.source != "image_folder" and (self.image_size is not None or self.grayscale):
+            raise ValueError("image_size and grayscale are options of image_folder datasets")
+        return self
+
+    def info(self) -> Any:
+        """Sample shape, classes and sizes (workers.data.DataInfo), read lightly; ValueError naming the field."""
+        from workers.data import DatasetError, describe_dataset
+
+        try:
+            return describe_dataset(self.source, self.name, path=self.path, data_root=self.data_root,
+                                    image_size=self.image_size, grayscale=self.grayscale)
+        except DatasetError as exc:
+            message = str(exc)
+            raise ValueError(message if message.startswith("dataset") else f"dataset: {message}") from None
+
 
 class ModelSpec(_Strict):
-    name: ModelName = _TRIAL["model"].default
+    """The model: a built-in one by name (the default source), or timm's, torchvision's, a plugin's, your code's."""
+
+    source: ModelSource = _TRIAL["model_source"].default
+    name: str = Field(_TRIAL["model"].default, min_length=1, max_length=200, description=_TRIAL["model"].description)
     hidden: Hidden = _TRIAL["hidden"].default
+    kwargs: dict[str, Any] = Field(default_factory=dict, max_length=32, description="the constructor's arguments (JSON values)")
+    swap: SwapTypes = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.source == "builtin":
+            if self.name not in MODELS:
+                raise ValueError(f"name: {self.name!r} is not a built-in model ({', '.join(MODELS)}); others take a source: timm, "
+                                 "torchvision, plugin or import")
+            if self.kwargs or self.swap:
+                raise ValueError("kwargs and swap are for models from timm, torchvision, a plugin or an import path")
+        elif self.source == "import" and not _user_code["allowed"]:
+            raise ValueError(f"name: {self.name!r} is your own code (source: import): this service runs it only if its administrator "
+                             "allows user code (ACTSTUDY_ALLOW_USER_CODE=1); `actstudy run` on your own machine takes it")
+        return self
+
+
+@functools.lru_cache(maxsize=64)
+def _model_report(source: str, name: str, kwargs_json: str, swap: tuple[str, ...], input_shape: tuple[int, ...],
+                  num_classes: int) -> dict:
+    from workers.models import ModelSourceError, NoActivationSites, build_model_reporting, count_parameters, max_model_parameters
+
+    kwargs = json.loads(kwargs_json)
+    try:
+        parameters = count_parameters(source, name, kwargs, input_shape, num_classes)
+        cap = max_model_parameters()
+        if parameters > cap:
+            raise ValueError(f"model: {name!r} has {parameters:,} parameters, above this service's limit of {cap:,} "
+                             "(ACTSTUDY_MAX_MODEL_PARAMETERS)")
+        _, report = build_model_reporting(name, source=source, kwargs=kwargs, swap=swap, input_shape=input_shape,
+                                          num_classes=num_classes, activation="relu")
+    except NoActivationSites as exc:
+        raise ValueError(f"model: {exc}") from None
+    except ModelSourceError as exc:
+        raise ValueError(str(exc)) from None
+    return {"parameters": parameters, **report.to_dict()}
 
 
 @functools.cache
@@ -77,13 +176,6 @@ def check_parameters(name: str, params: dict) -> None:
         raise ValueError(f"activation {name!r}: {wrong}") from None
 
 
-_user_code = {"allowed": False}
-
-
-def allow_user_code(allowed: bool) -> None:
-    """Whether specs may name activations by import path (`package.module:Class`) in this process: `actstudy run`
-    (your own machine) allows it; the service and its drivers only when the administrator set ACTSTUDY_ALLOW_USER_CODE."""
-    _user_code["allowed"] = allowed
 
 
 _NUMBER = {"type": "number", "minimum": -activations.MAX_CONSTANT, "maximum": activations.MAX_CONSTANT}
@@ -275,10 +367,36 @@ class StudySpec(_Strict):
             self.trial_config()  # the model, the data and the training options fit together
         except ValidationError as exc:
             raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        self._check_model_and_data()
         total = len(self.activations) * (self.search.trials_per_activation + self.confirm.seeds) * self.training.epochs
         if total > MAX_TRIAL_EPOCHS:
             raise ValueError(f"study too large: {total} trial-epochs (activations × (trials + seeds) × epochs), the limit is {MAX_TRIAL_EPOCHS}")
         return self
+
+    def _check_model_and_data(self) -> None:
+        """The data is there and usable, the model builds on it within the parameter cap, and has activation sites."""
+        if self.dataset.source == "builtin" and self.model.source == "builtin":
+            return  # the built-in pairs are checked by TrialConfig
+        info = self.dataset.info()
+        shape = tuple(info.input_shape)
+        if self.model.source == "builtin":
+            if self.model.name in IMAGE_MODELS and len(shape) != 3:
+                raise ValueError(f"model {self.model.name} needs images (C, H, W); {self.dataset.name}'s samples are {shape}")
+            if self.model.name in SEQUENCE_MODELS and len(shape) != 1:
+                raise ValueError(f"model {self.model.name} is for sequences (L,); {self.dataset.name}'s samples are {shape}")
+        if self.training.augment and len(shape) != 3:
+            raise ValueError(f"training.augment crops and flips images; {self.dataset.name}'s samples are {shape}")
+        self.model_report()
+
+    def model_report(self) -> dict | None:
+        """For a model from outside: its parameter count and what is swapped where (`coverage`, `sites`,
+        `functional`, `not_reached`); None for a built-in model, or for your code where it is not run (the
+        service's API). Cached: a spec is validated at submission, by the driver, and on reads."""
+        if self.model.source == "builtin" or (self.model.source == "import" and not _user_code["run_here"]):
+            return None
+        info = self.dataset.info()
+        return _model_report(self.model.source, self.model.name, json.dumps(self.model.kwargs, sort_keys=True), tuple(self.model.swap),
+                             tuple(info.input_shape), info.num_classes)
 
     @property
     def labels(self) -> list[str]:
@@ -297,8 +415,11 @@ class StudySpec(_Strict):
     def trial_config(self, **per_trial: Any) -> TrialConfig:
         """What every trial of the study shares, plus `per_trial` (the activation, lr, l2, seed, ...)."""
         r = self.resources
-        shared = {"dataset": self.dataset.name, "data_root": self.dataset.data_root, "val_fraction": self.dataset.val_fraction,
-                  "model": self.model.name, "hidden": self.model.hidden, "seed": self.seed, **self.training.model_dump(),
+        d, m = self.dataset, self.model
+        shared = {"dataset_source": d.source, "dataset": d.name, "dataset_path": d.path, "image_size": d.image_size,
+                  "grayscale": d.grayscale, "data_root": d.data_root, "val_fraction": d.val_fraction,
+                  "model_source": m.source, "model": m.name, "model_kwargs": m.kwargs, "swap": m.swap,
+                  "hidden": m.hidden, "seed": self.seed, **self.training.model_dump(),
                   "threads": max(1, int(r.cpus_per_trial)), "device": "cuda" if r.gpus_per_trial > 0 else "cpu"}
         return TrialConfig(**{**shared, **per_trial})
 

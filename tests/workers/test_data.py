@@ -387,8 +387,9 @@ def test_dataset_to_moves_every_split():
 
 def test_public_surface():
     assert set(workers.data.__all__) == {
-        "DATASETS", "IMAGE_DATASETS", "Dataset", "DatasetError", "MissingDataError", "Split", "augment_cifar", "batches",
-        "default_cache_dir", "default_data_root", "load_dataset",
+        "DATA_SOURCES", "DATASETS", "IMAGE_DATASETS", "DataInfo", "Dataset", "DatasetError", "MissingDataError", "Split",
+        "augment_cifar", "batches", "default_cache_dir", "default_data_root", "describe_dataset", "load_dataset",
+        "max_dataset_bytes", "plugin_datasets",
     }
     assert all(callable(getattr(workers.data, name)) or name.isupper() for name in workers.data.__all__)  # lazy ones too
     assert DATASETS == ("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100")

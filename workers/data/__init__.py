@@ -10,12 +10,13 @@ MNIST, Fashion-MNIST and CIFAR are read from `default_data_root()` and never dow
 
 import importlib
 
-from workers.data._catalog import DATASETS, IMAGE_DATASETS
+from workers.data._catalog import DATA_SOURCES, DATASETS, IMAGE_DATASETS
 from workers.data._locations import default_cache_dir, default_data_root
 from workers.data._types import Dataset, DatasetError, MissingDataError, Split
 
 # The loaders need torch; they load on first use, so reading the names (the CLI, a spec) stays light.
-_LAZY = {"augment_cifar": "_augment", "batches": "_batches", "load_dataset": "_load"}
+_LAZY = {"augment_cifar": "_augment", "batches": "_batches", "load_dataset": "_load", "describe_dataset": "_load",
+         "DataInfo": "_sources", "max_dataset_bytes": "_sources", "plugin_datasets": "_sources"}
 
 
 def __getattr__(name: str):
@@ -25,7 +26,12 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DATA_SOURCES",
     "DATASETS",
+    "DataInfo",
+    "describe_dataset",
+    "max_dataset_bytes",
+    "plugin_datasets",
     "IMAGE_DATASETS",
     "Dataset",
     "DatasetError",

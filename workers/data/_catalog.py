@@ -14,3 +14,6 @@ SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
 
 DATASETS: tuple[str, ...] = tuple(SHAPES)
 IMAGE_DATASETS: tuple[str, ...] = tuple(name for name, (shape, _) in SHAPES.items() if len(shape) == 3)
+# Where a dataset comes from: the six above, a tensor file (.npz, .safetensors), an ImageFolder tree, a
+# torchvision dataset class, or an installed package's entry point (group actstudy.datasets).
+DATA_SOURCES: tuple[str, ...] = ("builtin", "file", "image_folder", "torchvision", "plugin")

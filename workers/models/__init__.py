@@ -2,10 +2,12 @@
 
 import importlib
 
-from workers.models._catalog import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
+from workers.models._catalog import IMAGE_MODELS, MODEL_SOURCES, MODELS, SEQUENCE_MODELS
 
 # The builders need torch; they load on first use, so reading the names (the CLI, a spec) stays light.
-_LAZY = {"ModelError": "_build", "activation_sites": "_build", "build_model": "_build", "swap_activations": "_sites",
+_LAZY = {"ModelError": "_build", "activation_sites": "_build", "build_model": "_build", "build_model_reporting": "_build",
+         "ModelSourceError": "_sources", "count_parameters": "_sources", "activation_types": "_sources",
+         "plugin_models": "_sources", "max_model_parameters": "_sources", "swap_activations": "_sites",
          "SwapReport": "_sites", "Site": "_sites", "NoActivationSites": "_sites", "ACTIVATION_TYPES": "_sites"}
 
 
@@ -15,5 +17,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ACTIVATION_TYPES", "IMAGE_MODELS", "MODELS", "SEQUENCE_MODELS", "ModelError", "NoActivationSites", "Site", "SwapReport",
-           "activation_sites", "build_model", "swap_activations"]
+__all__ = ["ACTIVATION_TYPES", "IMAGE_MODELS", "MODEL_SOURCES", "MODELS", "SEQUENCE_MODELS", "ModelError", "NoActivationSites", "Site", "SwapReport",
+           "ModelSourceError", "activation_sites", "activation_types", "build_model",
+           "build_model_reporting", "count_parameters", "max_model_parameters", "plugin_models", "swap_activations"]
