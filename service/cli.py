@@ -28,18 +28,36 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-q", "--quiet", is_flag=True, help="print only the id")
-def submit(spec: str, quiet: bool) -> int:
+@click.option("--code", "code_folder", type=click.Path(file_okay=False, exists=True),
+              help="a folder of your code, uploaded with the study: its driver and trials run in it (the service must allow user code)")
+def submit(spec: str, quiet: bool, code_folder: str | None) -> int:
     """Submit a study to the API."""
     import yaml
 
-    from studies.spec import SpecError, load_spec
+    from service.code import CLIENT_MAX_BYTES, CodeError, pack_folder
+    from studies.console import describe_model_report
+    from studies.spec import SpecError, allow_user_code, load_spec, read_data_here
 
+    # The fields are checked here, before a round trip; the data, the model and whether your code is taken are the
+    # service's to check (they live on its cluster).
+    read_data_here(False)
+    allow_user_code(True, run_here=False)
     try:
-        parsed = load_spec(spec)  # fail here, with the field named, before a round trip
-    except (SpecError, FileNotFoundError) as exc:
+        parsed = load_spec(spec)
+        archive = pack_folder(code_folder, CLIENT_MAX_BYTES) if code_folder else None
+    except (SpecError, FileNotFoundError, CodeError) as exc:
         click.echo(str(exc), err=True)
         return 2
-    study = Client.from_env().submit(parsed.model_dump(mode="json"))
+    client = Client.from_env()
+    body = parsed.model_dump(mode="json")
+    if archive is not None:
+        uploaded = client.upload_code(archive)
+        body["code"] = uploaded["code"]
+        if not quiet:
+            click.echo(f"code: {code_folder} uploaded ({uploaded['files']} files, {uploaded['bytes']:,} bytes, sha256 {uploaded['code'][:12]})")
+    study = client.submit(body)
+    if not quiet and study.model_report:
+        click.echo(describe_model_report(study.model_report))
     click.echo(study.id if quiet else yaml.safe_dump(study.model_dump(mode="json", include={"id", "status", "links"}),
                                                    sort_keys=False))
     return 0

@@ -46,6 +46,10 @@ class Client:
     def submit(self, spec: dict) -> StudyPublic:
         return StudyPublic.model_validate(self._call("POST", "/studies", json=spec))
 
+    def upload_code(self, archive: bytes) -> dict:
+        """A zip archive of your code (service.code.pack_folder): its sha256, files and unpacked bytes."""
+        return self._call("POST", "/code", content=archive, headers={"Content-Type": "application/zip"})
+
     def study(self, study_id: str) -> StudyPublic:
         return StudyPublic.model_validate(self._call("GET", f"/studies/{study_id}"))
 

@@ -15,6 +15,7 @@ import requests
 from ray.job_submission import JobStatus, JobSubmissionClient
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from service.code import code_dir
 from service.settings import Settings
 from studies.mlflow import MLFLOW_AWAY, close_study_runs
 from studies.records import RecordStore, Study, StudyStatus
@@ -86,13 +87,17 @@ class JobLauncher:
             "ACTSTUDY_DATA_DIR": str(Path(s.data_dir).resolve()),
             "ACTSTUDY_ALLOW_USER_CODE": "1" if s.allow_user_code else "0",  # the driver validates the spec again
         }
+        runtime_env: dict = {"env_vars": env}
+        code = (study.spec or {}).get("code")
+        if code:  # the user's uploaded folder: Ray ships it to the driver and every trial, and puts it on their sys.path
+            runtime_env["working_dir"] = str(code_dir(s.data_dir, code))
         client = self.client  # JobLauncherError when there is no cluster: nothing to retry
         try:
             return Retrying(**SUBMIT_RETRIES, reraise=True)(
                 client.submit_job,
                 entrypoint=f"{s.driver_python or sys.executable} -m studies.driver {study.id}",
                 submission_id=job_id_for(study.id, attempt),
-                runtime_env={"env_vars": env},
+                runtime_env=runtime_env,
                 metadata={"study_id": study.id, "owner": study.owner, "attempt": str(attempt)},
                 entrypoint_num_cpus=0,  # the driver only orchestrates; trials hold the CPUs
             )

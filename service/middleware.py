@@ -14,15 +14,17 @@ _WITH_BODY = ("POST", "PUT", "PATCH")
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, limit: int, timeout_s: float = 10.0) -> None:
-        self.app, self.limit, self.timeout_s = app, limit, timeout_s
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float = 10.0, limits: dict[str, int] | None = None) -> None:
+        self.app, self.default, self.timeout_s = app, limit, timeout_s
+        self.limits = limits or {}  # by path: a route that takes larger bodies (an upload of code)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.limits.get(scope["path"].rstrip("/"), self.default)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await self._refuse(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await self._refuse(scope, receive, send, limit)
         if scope["method"] not in _WITH_BODY:
             return await self.app(scope, receive, send)
         # Read it here (at most `limit` bytes), counting what arrives and stopping at the limit rather than
@@ -38,8 +40,8 @@ class BodyLimit:
                 return None
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.limit:
-                return await self._refuse(scope, receive, send)
+            if len(body) > limit:
+                return await self._refuse(scope, receive, send, limit)
         replayed = False
 
         async def replay() -> Message:
@@ -51,5 +53,5 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await JSONResponse({"detail": f"request body over {self.limit} bytes"}, status_code=413)(scope, receive, send)
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        await JSONResponse({"detail": f"request body over {limit} bytes"}, status_code=413)(scope, receive, send)

@@ -33,6 +33,8 @@ class StudyPublic(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     links: Links
+    model_report: dict | None = Field(None, description="in the answer to a submission, for a model from timm, torchvision or a "
+                                                        "plugin: its parameters and its activation sites, swapped one by one")
 
     @field_validator("created_at", "started_at", "finished_at")
     @classmethod

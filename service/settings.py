@@ -36,9 +36,11 @@ class Settings(BaseSettings):
     # embedded defaults (one machine shared with the API), where `actstudy serve` sets EMBEDDED_MAX_DRIVERS.
     max_running_studies: int | None = Field(None, ge=1)
     reconcile_interval_s: float = 5.0
-    # Specs may name activations by import path (`package.module:Class`): code that must be installed on every
-    # Ray node, run with the service's rights. Off: only the registry, formulas and installed plugins.
+    # Specs may name activations and models by import path (`package.module:name`) and bring a folder of code
+    # (POST /api/v1/code, `actstudy submit --code DIR`), run with the service's rights on the cluster. Off: only the
+    # registries, formulas and installed plugins.
     allow_user_code: bool = False
+    max_code_bytes: int = 10 * 2**20  # an uploaded code archive (zip); it may unpack to 8× this
 
     @model_validator(mode="after")
     def _refuse_missing_secret(self) -> Settings:

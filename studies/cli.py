@@ -171,11 +171,14 @@ def train(as_json: bool, **options: Any) -> int:
 @click.option("--resume", is_flag=True, help="continue an interrupted study (finished trials are kept)")
 @click.option("--study-id", help="the study's id (default: from the spec's name and contents)")
 @click.option("--data-dir", default=".actstudy", show_default=True, help="where studies, Ray results and the local MLflow live")
-def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool, study_id: str | None, data_dir: str) -> int:
+@click.option("--code", "code_folder", type=click.Path(file_okay=False, exists=True),
+              help="a folder of your code (`source: import` models from it): Ray gives it to every trial")
+def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool, study_id: str | None, data_dir: str,
+        code_folder: str | None) -> int:
     """Run a study in-process on a local or given Ray cluster."""
     from rich.console import Console
 
-    from studies.console import RichProgress, print_results
+    from studies.console import RichProgress, describe_model_report, print_results
     from studies.local import start_mlflow
     from studies.runner import run_study, study_id_for
     from studies.settings import DriverSettings
@@ -183,11 +186,16 @@ def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool
 
     console = Console()
     allow_user_code(True)  # your own machine: an activation may be your class (`package.module:Class`)
+    if code_folder:
+        sys.path.insert(0, str(Path(code_folder).resolve()))
     try:
         study_spec = load_spec(spec)
+        report = study_spec.model_report()
     except (SpecError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
+    if report:
+        console.print(describe_model_report(report))
     data = Path(data_dir)
     study_id = study_id or study_id_for(study_spec, data / "studies", resume=resume)
     mlflow_uri = mlflow_uri or DriverSettings().mlflow_uri
@@ -198,7 +206,7 @@ def run(spec: str, ray_address: str | None, mlflow_uri: str | None, resume: bool
         mlflow_uri = mlflow.url
     try:
         results = run_study(study_spec, study_id=study_id, storage_dir=data / "studies", mlflow_uri=mlflow_uri,
-                            ray_address=ray_address, sink=RichProgress(console))
+                            ray_address=ray_address, sink=RichProgress(console), code_folder=code_folder)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; continue with: actstudy run {spec} --resume --study-id {study_id}[/yellow]")
         return 130

@@ -86,3 +86,8 @@ def print_results(console: Console, results: StudyResults) -> None:
         console.print(f"MLflow, the answer:  {results.mlflow.parent_run_url or results.mlflow.parent_run_id}")
         if results.mlflow.experiment_url:
             console.print(f"MLflow, every run:   {results.mlflow.experiment_url}")
+
+
+def describe_model_report(report: dict) -> str:
+    """One line for a model from outside (StudySpec.model_report): its size and what the activations replace."""
+    return f"model: {report['parameters']:,} parameters; {report['coverage']}"

@@ -45,12 +45,14 @@ def run_study(
     ray_address: str | None = None,
     mlflow_public_url: str | None = None,
     sink: ProgressSink | None = None,
+    code_folder: str | Path | None = None,
 ) -> StudyResults:
     """Run (or continue) a whole study; returns its results (also in MLflow as results.json).
 
     `optuna_storage`: an SQLAlchemy URL of the service's database (Optuna keeps its tables beside it);
     by default a journal file in the study's folder. `ray_address` and `mlflow_public_url` default to the
-    driver's settings ($RAY_ADDRESS, $ACTSTUDY_MLFLOW_PUBLIC_URL).
+    driver's settings ($RAY_ADDRESS, $ACTSTUDY_MLFLOW_PUBLIC_URL). `code_folder`: your code, given to the trials
+    as Ray's `working_dir` (a driver the service launched already runs in its job's).
     """
     settings = DriverSettings()
     ray_address = ray_address or settings.ray_address
@@ -59,7 +61,7 @@ def run_study(
     paths = StudyPaths(Path(storage_dir).resolve() / study_id)  # Tune's storage needs an absolute path
     with driver_settings():
         paths.root.mkdir(parents=True, exist_ok=True)
-        ensure_ray(ray_address)
+        ensure_ray(ray_address, working_dir=code_folder)
         runs = StudyRuns.open(mlflow_uri, spec, study_id, public_url=mlflow_public_url)
         SINKS[study_id] = sink
         try:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import ray
@@ -62,11 +63,14 @@ def driver_settings() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def ensure_ray(address: str | None = None) -> None:
-    """Connect to `address` (a Ray cluster), else start a local Ray on this machine's CPUs; once per process."""
+def ensure_ray(address: str | None = None, *, working_dir: str | os.PathLike | None = None) -> None:
+    """Connect to `address` (a Ray cluster), else start a local Ray on this machine's CPUs; once per process.
+    `working_dir`: a folder of code Ray ships to every worker and puts on its path."""
     if ray.is_initialized():
         return
-    runtime_env = {"env_vars": TRIAL_ENV}
+    runtime_env: dict = {"env_vars": TRIAL_ENV}
+    if working_dir:
+        runtime_env["working_dir"] = str(Path(working_dir).resolve())
     if address:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     else:

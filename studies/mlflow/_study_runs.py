@@ -47,6 +47,13 @@ class StudyRuns:
         client.log_batch(parent, params=[Param(k, v) for k, v in _flat_spec(spec).items()],
                          tags=[RunTag(layout.STATUS, "running"), RunTag(layout.NOTE, running_note(spec, study_id))])
         client.log_text(parent, spec.model_dump_json(indent=2), layout.SPEC_FILE)
+        report = spec.model_report()
+        if report:
+            client.log_batch(parent, params=[Param(layout.MODEL_PARAMETERS, str(report["parameters"])),
+                                             Param(layout.MODEL_SITES, str(len(report["sites"]))),
+                                             Param(layout.MODEL_CALLS, str(report["calls"]))],
+                             tags=[RunTag(layout.MODEL_COVERAGE, layout.clip(report["coverage"], layout.FAILURE_CHARS))])
+            client.log_dict(parent, report, layout.MODEL_SITES_FILE)
         # Found by tag in Python: a label is user text and never goes into a filter string.
         existing = {r.data.tags.get(layout.ACTIVATION): r.info.run_id
                     for r in client.search_runs([exp_id], layout.role_filter("activation"), max_results=1000)}

@@ -33,6 +33,10 @@ NODE, NODE_IP, NODE_ID, TUNE_TRIAL_ID = "actstudy.node", "actstudy.node_ip", "ac
 RANK = "actstudy.rank"  # on activation runs
 BEST_TRIAL_RUN = "actstudy.best_trial_run"  # on activation runs: the run its evolution figures come from
 BEST_ACTIVATION, BEST_ACTIVATION_RUN = "best_activation", "best_activation_run"  # on the parent
+MODEL_COVERAGE = "actstudy.model_coverage"  # on the parent, for a model from outside: what the activations replace
+# Params on the parent for a model from outside: its parameters, the activation modules swapped (one instance per
+# call site) and every activation call of a forward pass (the swapped ones and functional ones, left as they were).
+MODEL_PARAMETERS, MODEL_SITES, MODEL_CALLS = "model.parameters", "model.activation_sites", "model.activation_calls"
 
 Role = Literal["study", "activation"]
 Kind = Literal["trial", "confirm"]
@@ -51,6 +55,7 @@ EVOLUTION_DIR = "evolution"  # <layer>.json and <layer>.png of PWLU and LSLU sit
 PLOTS_DIR = "plots"
 SPEC_FILE, RESULTS_FILE, RANKING_MD, RANKING_CSV = "spec.json", "results.json", "ranking.md", "ranking.csv"
 ACTIVATION_SUMMARY_FILE = "activation_summary.json"
+MODEL_SITES_FILE = "model/activation_sites.json"  # on the parent: every site (path, type, channels, calls) and coverage
 
 # --- limits ----------------------------------------------------------------------------------------------
 NOTE_CHARS = 7900  # a description (MLflow keeps 8000 characters of a tag; room for the UI's own)

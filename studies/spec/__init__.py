@@ -28,6 +28,7 @@ from studies.spec._spec import (
     MAX_SEEDS,
     MAX_TRIAL_EPOCHS,
     MAX_TRIALS,
+    USER_CODE_OFF,
     ActivationSpec,
     ConfirmSpec,
     DatasetSpec,
@@ -40,16 +41,19 @@ from studies.spec._spec import (
     TrainingSpec,
     allow_user_code,
     check_parameters,
+    confine_data,
     load_spec,
     parameters_model,
     parse_spec,
+    read_data_here,
 )
 
 __all__ = [
     "MAX_ACTIVATIONS", "MAX_SEEDS", "MAX_TRIALS", "MAX_TRIAL_EPOCHS", "ActivationProgress", "ActivationResult",
     "ActivationSpec", "BestParams", "ConfirmCell", "Curve", "FormulaCheck", "FormulaFinding", "FormulaRequest",
     "ConfirmSpec", "DatasetSpec", "MlflowLinks", "ModelSpec", "PairedTest", "Phase", "PhaseProgress", "RangeSpec",
-    "ResourcesSpec", "RunLink", "SearchSpec", "SpecError", "StudyOutcome", "StudyProgress", "StudyResults", "StudySpec",
-    "StudyStatus", "Summary", "TrainingSpec", "allow_user_code", "TrialCounts", "TrialStatus", "TrialSummary", "check_formula_request",
-    "check_parameters", "describe", "load_spec", "outcome", "parameters_model", "parse_spec",
+    "ResourcesSpec", "RunLink", "SearchSpec", "SpecError", "StudyOutcome", "StudyProgress", "StudyResults",
+    "StudySpec", "StudyStatus", "Summary", "TrainingSpec", "USER_CODE_OFF", "allow_user_code", "confine_data",
+    "TrialCounts", "TrialStatus", "TrialSummary", "check_formula_request", "check_parameters", "describe",
+    "load_spec", "outcome", "parameters_model", "parse_spec", "read_data_here",
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
 import activations
 from studies.spec._errors import describe
@@ -47,6 +47,7 @@ class _Strict(BaseModel):
 
 _TRIAL = TrialConfig.model_fields
 _user_code = {"allowed": False, "run_here": True}
+_data_here = {"read": True}
 
 
 def allow_user_code(allowed: bool, *, run_here: bool = True) -> None:
@@ -57,11 +58,41 @@ def allow_user_code(allowed: bool, *, run_here: bool = True) -> None:
     _user_code.update(allowed=allowed, run_here=run_here)
 
 
+def read_data_here(read: bool) -> None:
+    """Whether validating a spec reads its dataset and builds its model in this process (the default). Off in the
+    client that submits to a service, whose data lives on the cluster: the service checks them."""
+    _data_here["read"] = read
+
+
+USER_CODE_OFF = ("this service runs no user code: its administrator may allow it (ACTSTUDY_ALLOW_USER_CODE=1); "
+                 "`actstudy run` on your own machine takes it")
+_data_roots: dict[str, list[Path] | None] = {"roots": None}
+
+
+def confine_data(roots: list[Path] | None) -> None:
+    """The service's API: a spec's `dataset.data_root` and an absolute `dataset.path` must lie below one of `roots`
+    (the operator's ACTSTUDY_DATA_ROOTS), checked before anything is read. None (the CLI, drivers): anywhere."""
+    _data_roots["roots"] = None if roots is None else [Path(r).resolve() for r in roots]
+
+
+def _inside_data_roots(field: str, value: str) -> None:
+    roots = _data_roots["roots"]
+    if roots is None or (field == "path" and not Path(value).is_absolute()):
+        return  # a relative path lies below data_root, which is checked itself
+    path = Path(value)
+    # resolve() follows `..` and symbolic links as this host sees them; the nodes mount the same paths.
+    if not (path.is_absolute() and any(path.resolve() == root or root in path.resolve().parents for root in roots)):
+        where = f"an absolute path below {', '.join(map(str, roots))}" if roots else (
+            "unset: this service takes no data_root (each node reads its own $ACTSTUDY_DATA_ROOT)" if field == "data_root"
+            else "relative: this service reads data only below each node's $ACTSTUDY_DATA_ROOT")
+        raise ValueError(f"must be {where}")
+
+
 class DatasetSpec(_Strict):
     """The data: a built-in dataset by name (the default source), or your own (see docs/your-model.md)."""
 
     source: DataSource = _TRIAL["dataset_source"].default
-    name: str | None = Field(None, min_length=1, max_length=200, description=f"builtin (default mnist1d): {', '.join(DATASETS)}; "
+    name: str | None = Field(None, min_length=1, max_length=200, validate_default=True, description=f"builtin (default mnist1d): {', '.join(DATASETS)}; "
                                                                              "torchvision: a dataset class; plugin: its entry point")
     path: str | None = Field(None, min_length=1, max_length=1000, description="file (.npz/.safetensors) or image_folder: "
                                                                               "absolute, or relative to data_root")
@@ -70,21 +101,34 @@ class DatasetSpec(_Strict):
     data_root: str | None = Field(None, description=f"{_TRIAL['data_root'].description}, on each node")
     val_fraction: ValFraction = _TRIAL["val_fraction"].default
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        source = info.data.get("source")
+        if source == "builtin":
+            value = (value or _TRIAL["dataset"].default).strip().lower().replace("-", "_")
+            if value not in DATASETS:
+                raise ValueError(f"{value!r} is not a built-in dataset ({', '.join(DATASETS)}); your own data takes a "
+                                 "source: file, image_folder, torchvision or plugin")
+        elif source in ("torchvision", "plugin") and not value:
+            raise ValueError(f"a {source} dataset needs its name")
+        return value
+
+    @field_validator("path", "data_root")
+    @classmethod
+    def _confined(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            if ".." in Path(value).parts and info.field_name == "path":
+                raise ValueError(f"{value!r} may not contain '..'")
+            _inside_data_roots(info.field_name, value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> DatasetSpec:
-        if self.source == "builtin":
-            self.name = (self.name or _TRIAL["dataset"].default).strip().lower().replace("-", "_")
-            if self.name not in DATASETS:
-                raise ValueError(f"name: {self.name!r} is not a built-in dataset ({', '.join(DATASETS)}); your own data takes a "
-                                 "source: file, image_folder, torchvision or plugin")
-        elif self.source in ("file", "image_folder"):
+        if self.source in ("file", "image_folder"):
             if not self.path:
                 raise ValueError(f"path: a {self.source} dataset needs the path of its {'file' if self.source == 'file' else 'folder'}")
-            if ".." in Path(self.path).parts:
-                raise ValueError(f"path: {self.path!r} may not contain '..'")
             self.name = self.name or Path(self.path).stem
-        elif not self.name:
-            raise ValueError(f"name: a {self.source} dataset needs its name")
         if self.source != "image_folder" and (self.image_size is not None or self.grayscale):
             raise ValueError("image_size and grayscale are options of image_folder datasets")
         return self
@@ -110,18 +154,23 @@ class ModelSpec(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, max_length=32, description="the constructor's arguments (JSON values)")
     swap: SwapTypes = ()
 
-    @model_validator(mode="after")
-    def _check(self) -> ModelSpec:
-        if self.source == "builtin":
-            if self.name not in MODELS:
-                raise ValueError(f"name: {self.name!r} is not a built-in model ({', '.join(MODELS)}); others take a source: timm, "
-                                 "torchvision, plugin or import")
-            if self.kwargs or self.swap:
-                raise ValueError("kwargs and swap are for models from timm, torchvision, a plugin or an import path")
-        elif self.source == "import" and not _user_code["allowed"]:
-            raise ValueError(f"name: {self.name!r} is your own code (source: import): this service runs it only if its administrator "
-                             "allows user code (ACTSTUDY_ALLOW_USER_CODE=1); `actstudy run` on your own machine takes it")
-        return self
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str, info: ValidationInfo) -> str:
+        source = info.data.get("source")
+        if source == "builtin" and value not in MODELS:
+            raise ValueError(f"{value!r} is not a built-in model ({', '.join(MODELS)}); others take a source: timm, "
+                             "torchvision, plugin or import")
+        if source == "import" and not _user_code["allowed"]:
+            raise ValueError(f"{value!r} is your own code (source: import): {USER_CODE_OFF}")
+        return value
+
+    @field_validator("kwargs", "swap")
+    @classmethod
+    def _outside_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and info.data.get("source") == "builtin":
+            raise ValueError("is for models from timm, torchvision, a plugin or an import path")
+        return value
 
 
 @functools.lru_cache(maxsize=64)
@@ -339,6 +388,16 @@ class StudySpec(_Strict):
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    code: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                             description="your code's sha256 (POST /api/v1/code, `actstudy submit --code DIR`): the study's "
+                                         "driver and trials run in that folder, so `source: import` names import from it")
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        if value is not None and not _user_code["allowed"]:
+            raise ValueError(USER_CODE_OFF)
+        return value
 
     @field_validator("name")
     @classmethod
@@ -375,7 +434,7 @@ class StudySpec(_Strict):
 
     def _check_model_and_data(self) -> None:
         """The data is there and usable, the model builds on it within the parameter cap, and has activation sites."""
-        if self.dataset.source == "builtin" and self.model.source == "builtin":
+        if (self.dataset.source == "builtin" and self.model.source == "builtin") or not _data_here["read"]:
             return  # the built-in pairs are checked by TrialConfig
         info = self.dataset.info()
         shape = tuple(info.input_shape)
@@ -392,7 +451,7 @@ class StudySpec(_Strict):
         """For a model from outside: its parameter count and what is swapped where (`coverage`, `sites`,
         `functional`, `not_reached`); None for a built-in model, or for your code where it is not run (the
         service's API). Cached: a spec is validated at submission, by the driver, and on reads."""
-        if self.model.source == "builtin" or (self.model.source == "import" and not _user_code["run_here"]):
+        if self.model.source == "builtin" or (self.model.source == "import" and not _user_code["run_here"]) or not _data_here["read"]:
             return None
         info = self.dataset.info()
         return _model_report(self.model.source, self.model.name, json.dumps(self.model.kwargs, sort_keys=True), tuple(self.model.swap),

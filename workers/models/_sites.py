@@ -67,7 +67,7 @@ class SwapReport:
         return text
 
     def to_dict(self) -> dict:
-        return {"coverage": self.coverage(), "sites": [vars(s) | {"shape": list(s.shape)} for s in self.sites],
+        return {"coverage": self.coverage(), "calls": self.calls, "sites": [vars(s) | {"shape": list(s.shape)} for s in self.sites],
                 "functional": self.functional, "not_reached": self.not_reached}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
@@ -13,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from service.api.json_route import CheckedJsonRoute
 from service.api.responses import documented
 from service.auth import CurrentCaller
+from service.code import code_dir
 from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncher, JobLauncherError, finish_cancel, launch
 from service.models import Links, StudiesPublic, StudyPublic, StudyResultsPublic
@@ -46,19 +46,10 @@ def _visible(store, caller, study_id: str) -> Study:
     return study
 
 
-def _check_data_root(data_root: str | None, allowed: list[Path]) -> None:
-    """Workers read (and may decompress files in) `data_root`: only below a folder the operator named."""
-    if data_root is None:
-        return
-    path = Path(data_root)
-    # resolve() follows `..` and symbolic links as this host sees them; the nodes mount the same paths.
-    inside = path.is_absolute() and any(path.resolve() == root.resolve() or root.resolve() in path.resolve().parents
-                                        for root in allowed)
-    if not inside:
-        where = f"an absolute path below {', '.join(map(str, allowed))}" if allowed else \
-            "unset: this service takes no data_root (each node reads its own $ACTSTUDY_DATA_ROOT)"
-        raise RequestValidationError([{"loc": ("body", "dataset", "data_root"), "type": "value_error",
-                                       "msg": f"must be {where}"}])
+def _check_code(spec: StudySpec, settings: Settings) -> None:
+    if spec.code and not code_dir(settings.data_dir, spec.code).is_dir():
+        raise RequestValidationError([{"loc": ("body", "code"), "type": "value_error",
+                                       "msg": "no code uploaded with this sha256: upload the folder first (POST /api/v1/code)"}])
 
 
 def _check_placeable(spec: StudySpec, jobs: JobLauncher, settings: Settings) -> None:
@@ -75,7 +66,7 @@ def _check_placeable(spec: StudySpec, jobs: JobLauncher, settings: Settings) -> 
 @router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=documented(400, 413, 429, 503))
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
-    _check_data_root(spec.dataset.data_root, settings.data_roots)
+    _check_code(spec, settings)
     _check_placeable(spec, jobs, settings)
     study_id = secrets.token_hex(6)
     study = Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
@@ -87,7 +78,7 @@ def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: C
     except JobLauncherError as exc:
         store.mark(study_id, StudyStatus.failed, error=str(exc))
         raise HTTPException(503, f"study {study_id} stored but not started: {exc}") from None
-    return _public(store.get(study_id), request)
+    return _public(store.get(study_id), request).model_copy(update={"model_report": spec.model_report()})
 
 
 @router.get("", response_model=StudiesPublic, summary="The caller's studies, newest first")
