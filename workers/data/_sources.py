@@ -224,6 +224,9 @@ def _torchvision_splits(name: str, root: Path):
                 splits.append(cls(str(root), train=train, download=False))
             except TypeError:  # datasets that name their splits (SVHN, STL10, ...)
                 splits.append(cls(str(root), split=split, download=False))
+        except TypeError:
+            raise DatasetError(f"dataset.name: torchvision's {name} takes neither train= nor split= with download=False: "
+                               "not a dataset with a train and a test split (an image folder takes source: image_folder)") from None
         except RuntimeError as exc:  # torchvision's "Dataset not found. You can use download=True ..."
             raise MissingDataError(name, str(root), [f"{name}'s files, as torchvision stores them"],
                                    "nothing is downloaded: put them under the data root") from exc

@@ -10,6 +10,7 @@ A plugin (entry-point group `actstudy.models`) and an import path (`package.modu
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import logging
@@ -51,7 +52,7 @@ def _timm(name: str, kwargs: dict, input_shape: tuple[int, ...], num_classes: in
     if len(input_shape) != 3:
         raise ModelSourceError(f"model.name: timm's {name!r} takes images (C, H, W); this dataset's samples are {input_shape}")
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:5]
+        close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=5, cutoff=0.7)
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ModelSourceError(f"model.name: timm has no model {name!r}{hint}")
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=input_shape[0], **kwargs)
