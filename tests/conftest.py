@@ -46,3 +46,15 @@ def postgres_url():
     """A new, empty PostgreSQL database for this session, shared by its tests (which tell their rows apart by owner)."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _spec_checks_as_by_default():
+    """An app (create_app) or a CLI command sets how this process validates specs (user code, data roots, reading the
+    data): each test starts from, and leaves, the defaults."""
+    from studies.spec import allow_user_code, confine_data, read_data_here
+
+    yield
+    allow_user_code(False)
+    confine_data(None)
+    read_data_here(True)

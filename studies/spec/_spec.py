@@ -31,7 +31,7 @@ from workers import (
     with_defaults,
 )
 from workers.data import DATASETS
-from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
+from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS, max_model_parameters
 
 MAX_ACTIVATIONS = 20
 MAX_TRIALS = 200
@@ -175,13 +175,12 @@ class ModelSpec(_Strict):
 
 @functools.lru_cache(maxsize=64)
 def _model_report(source: str, name: str, kwargs_json: str, swap: tuple[str, ...], input_shape: tuple[int, ...],
-                  num_classes: int) -> dict:
-    from workers.models import ModelSourceError, NoActivationSites, build_model_reporting, count_parameters, max_model_parameters
+                  num_classes: int, cap: int) -> dict:
+    from workers.models import ModelSourceError, NoActivationSites, build_model_reporting, count_parameters
 
     kwargs = json.loads(kwargs_json)
     try:
         parameters = count_parameters(source, name, kwargs, input_shape, num_classes)
-        cap = max_model_parameters()
         if parameters > cap:
             raise ValueError(f"model: {name!r} has {parameters:,} parameters, above this service's limit of {cap:,} "
                              "(ACTSTUDY_MAX_MODEL_PARAMETERS)")
@@ -455,7 +454,7 @@ class StudySpec(_Strict):
             return None
         info = self.dataset.info()
         return _model_report(self.model.source, self.model.name, json.dumps(self.model.kwargs, sort_keys=True), tuple(self.model.swap),
-                             tuple(info.input_shape), info.num_classes)
+                             tuple(info.input_shape), info.num_classes, max_model_parameters())
 
     @property
     def labels(self) -> list[str]:
