@@ -55,6 +55,18 @@ class StudyResultsPublic(StudyResults):
     status: str
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class FieldErrors(BaseModel):
+    """A 422: what is wrong, field by field (the same shape as FastAPI's own validation answers)."""
+
+    detail: list[FieldError]
+
+
 class Message(BaseModel):
     """Every error but 422: a short `detail`."""
 

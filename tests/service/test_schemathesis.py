@@ -31,12 +31,14 @@ BASE_URL = f"http://{asgi.HOST}"  # the app is called in-process; this only name
 _schema_app = create_app(Settings(database_url="sqlite://", reconcile_interval_s=0))
 schema = schemathesis.openapi.from_dict(_schema_app.openapi())
 schema.app = _schema_app  # in-process transport; every call below names the app it goes to
+schemathesis.serializer.alias("application/zip", "application/octet-stream")  # an upload of code: bytes as they come
 
 
 @pytest.fixture
 def fuzzed(make_api):
     """(api, client): an app refusing every launch (429), with a few studies, and one ASGI client for all calls."""
-    api = make_api(max_active_studies_per_owner=0, max_body_bytes=16 * 1024)
+    # User code allowed: the upload route parses what it is sent (else it refuses everything at once).
+    api = make_api(max_active_studies_per_owner=0, max_body_bytes=16 * 1024, allow_user_code=True)
     add_study(api.store, "admin", status=StudyStatus.succeeded, results=results_for(["relu", "telu"]))
     add_study(api.store, "admin", status=StudyStatus.queued)
     with asgi.get_client(api.client.app) as client:

@@ -24,12 +24,13 @@ def write_spec(folder: Path, spec: dict) -> Path:
 
 
 def start_study(spec_path: Path, *, ray_address: str, mlflow_uri: str, study_id: str, data_dir: Path, log: Path,
-                resume: bool = False, env: dict | None = None) -> subprocess.Popen:
+                resume: bool = False, env: dict | None = None, extra: list[str] | None = None) -> subprocess.Popen:
     """`actstudy run` in its own process group (so it, and only it, can be killed), output to `log`."""
     cmd = [sys.executable, "-m", "service.cli", "run", str(spec_path), "--ray-address", ray_address,
            "--mlflow-uri", mlflow_uri, "--study-id", study_id, "--data-dir", str(data_dir)]
     if resume:
         cmd.append("--resume")
+    cmd += extra or []
     env = {**os.environ, "COLUMNS": "120", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 

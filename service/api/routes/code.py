@@ -10,6 +10,7 @@ from service.api.responses import documented
 from service.auth import CurrentCaller
 from service.code import CodeError, store_archive
 from service.deps import SettingsDep
+from service.models import FieldErrors, Message
 from studies.spec import USER_CODE_OFF
 
 router = APIRouter(prefix="/code", tags=["code"])
@@ -23,7 +24,8 @@ class CodePublic(BaseModel):
 
 
 @router.post("", status_code=201, response_model=CodePublic, summary="Upload your code (a zip archive) for a study",
-             responses=documented(401, 413),
+             responses={**documented(401), 413: {"model": Message, "description": "an archive over ACTSTUDY_MAX_CODE_BYTES (10 MiB by default)"},
+                        422: {"model": FieldErrors, "description": "user code is off, or the archive is refused (why)"}},
              openapi_extra={"requestBody": {"required": True, "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def upload_code(request: Request, caller: CurrentCaller, settings: SettingsDep) -> CodePublic:
     """The archive is unpacked on the service and given to the study's driver and trials as Ray's `working_dir`, so
