@@ -30,7 +30,8 @@ def serve(host: str, port: int, data_dir: str | None) -> int:
 @click.option("-q", "--quiet", is_flag=True, help="print only the id")
 @click.option("--code", "code_folder", type=click.Path(file_okay=False, exists=True),
               help="a folder of your code, uploaded with the study: its driver and trials run in it (the service must allow user code)")
-def submit(spec: str, quiet: bool, code_folder: str | None) -> int:
+@click.option("--check", is_flag=True, help="only check it on the service (data, model, coverage): nothing is submitted")
+def submit(spec: str, quiet: bool, code_folder: str | None, check: bool) -> int:
     """Submit a study to the API."""
     import yaml
 
@@ -55,6 +56,15 @@ def submit(spec: str, quiet: bool, code_folder: str | None) -> int:
         body["code"] = uploaded["code"]
         if not quiet:
             click.echo(f"code: {code_folder} uploaded ({uploaded['files']} files, {uploaded['bytes']:,} bytes, sha256 {uploaded['code'][:12]})")
+    if check:
+        checked = client.validate(body)
+        if checked.dataset:
+            d = checked.dataset
+            click.echo(f"dataset: samples {tuple(d['input_shape'])}, {d['num_classes']} classes, {d['train_samples']:,} training and "
+                       f"{d['test_samples']:,} test samples, {d['bytes'] / 2**20:,.1f} MiB in memory")
+        click.echo(describe_model_report(checked.model_report) if checked.model_report else f"model: {parsed.model.name} ({parsed.model.source})")
+        click.echo("valid: nothing submitted")
+        return 0
     study = client.submit(body)
     if not quiet and study.model_report:
         click.echo(describe_model_report(study.model_report))

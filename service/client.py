@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, stop_never, wait_fixed
 
-from service.models import StudyPublic, StudyResultsPublic
+from service.models import SpecCheck, StudyPublic, StudyResultsPublic
 from studies.spec import StudyStatus, describe
 
 
@@ -49,6 +49,9 @@ class Client:
     def upload_code(self, archive: bytes) -> dict:
         """A zip archive of your code (service.code.pack_folder): its sha256, files and unpacked bytes."""
         return self._call("POST", "/code", content=archive, headers={"Content-Type": "application/zip"})
+
+    def validate(self, spec: dict) -> SpecCheck:
+        return SpecCheck.model_validate(self._call("POST", "/studies/validate", json=spec))
 
     def study(self, study_id: str) -> StudyPublic:
         return StudyPublic.model_validate(self._call("GET", f"/studies/{study_id}"))

@@ -43,6 +43,15 @@ class StudyPublic(BaseModel):
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+class SpecCheck(BaseModel):
+    """A spec that passed every check of a submission, as it would run (defaults filled in)."""
+
+    spec: dict[str, Any]
+    model_report: dict | None = Field(None, description="for a model from timm, torchvision or a plugin: its parameters and "
+                                                        "activation sites (your code's model is built by its driver)")
+    dataset: dict | None = Field(None, description="for data from outside: sample shape, classes, split sizes, bytes in memory")
+
+
 class StudiesPublic(BaseModel):
     data: list[StudyPublic]
     count: int

@@ -9,6 +9,7 @@ change; an option nobody declared is an error, never silently ignored.
 from __future__ import annotations
 
 import copy
+from pathlib import PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -89,8 +90,11 @@ class TrialConfig(TrainingOptions):
     def _fits_the_data(self) -> TrialConfig:
         if self.dataset_source == "builtin" and self.dataset not in DATASETS:
             raise ValueError(f"dataset {self.dataset!r} is not a built-in dataset ({', '.join(DATASETS)}); other data takes a dataset_source")
-        if self.dataset_source in ("file", "image_folder") and not self.dataset_path:
-            raise ValueError(f"a {self.dataset_source} dataset needs dataset_path")
+        if self.dataset_source in ("file", "image_folder"):
+            if not self.dataset_path:
+                raise ValueError(f"a {self.dataset_source} dataset needs dataset_path")
+            if "dataset" not in self.model_fields_set:  # named after its file or folder, as in a spec
+                self.dataset = PurePath(self.dataset_path).stem
         if self.model_source == "builtin":
             if self.model not in MODELS:
                 raise ValueError(f"model {self.model!r} is not a built-in model ({', '.join(MODELS)}); other models take a model_source")

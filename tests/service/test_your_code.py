@@ -135,3 +135,26 @@ def test_a_dataset_below_a_configured_root_is_read_and_checked(make_api, tmp_pat
     flat = spec(dataset={"source": "file", "path": str(root / "toy.npz")}, model={"name": "cnn1d"})
     r = api.client.post(STUDIES, json=flat, headers=headers)
     assert r.status_code == 422 and "is for sequences" in r.text, r.text
+
+
+def test_validate_checks_a_spec_and_reports_the_swap_without_storing_it(make_api, tmp_path):
+    root = tmp_path / "datasets"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(root / "toy.npz", x_train=rng.normal(size=(40, 3, 32, 32)).astype(np.float32), y_train=rng.integers(0, 3, 40),
+             x_test=rng.normal(size=(8, 3, 32, 32)).astype(np.float32), y_test=rng.integers(0, 3, 8))
+    api = make_api(data_roots=[root])
+    owner, headers = api.owner()
+    body = spec(dataset={"source": "file", "path": str(root / "toy.npz")},
+                model={"source": "timm", "name": "resnet18", "kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}})
+    r = api.client.post(f"{STUDIES}/validate", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    checked = r.json()
+    assert checked["dataset"] == {"input_shape": [3, 32, 32], "num_classes": 3, "train_samples": 40, "test_samples": 8,
+                                  "bytes": 48 * 3 * 32 * 32 * 4}
+    assert checked["model_report"]["coverage"] == "9 of 9 activation calls swapped" and len(checked["model_report"]["sites"]) == 9
+    assert checked["spec"]["dataset"]["name"] == "toy" and checked["spec"]["training"]["epochs"] == 1
+    assert api.client.get(STUDIES, headers=headers).json()["count"] == 0  # nothing stored
+    bad = spec(dataset={"source": "file", "path": str(root / "toy.npz")}, model={"source": "timm", "name": "resnet18", "kwargs": {"depth": 3}})
+    r = api.client.post(f"{STUDIES}/validate", json=bad, headers=headers)
+    assert r.status_code == 422 and "does not take these arguments" in r.text, r.text

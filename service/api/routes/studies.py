@@ -15,7 +15,7 @@ from service.auth import CurrentCaller
 from service.code import code_dir
 from service.deps import JobsDep, SettingsDep, StoreDep
 from service.jobs import JobLauncher, JobLauncherError, finish_cancel, launch
-from service.models import Links, StudiesPublic, StudyPublic, StudyResultsPublic
+from service.models import Links, SpecCheck, StudiesPublic, StudyPublic, StudyResultsPublic
 from service.settings import Settings
 from studies.records import Study, StudyStatus
 from studies.spec import MlflowLinks, StudySpec
@@ -61,6 +61,17 @@ def _check_placeable(spec: StudySpec, jobs: JobLauncher, settings: Settings) -> 
     if short:
         raise RequestValidationError([{"loc": ("body", "resources", field), "type": "value_error", "msg": why}
                                       for field, why in short])
+
+
+@router.post("/validate", response_model=SpecCheck, summary="Check a study without submitting it", responses=documented(400, 413))
+def validate_study(spec: Annotated[StudySpec, Body()], caller: CurrentCaller, jobs: JobsDep, settings: SettingsDep) -> SpecCheck:
+    """Everything a submission checks (the fields, the data, the model and its parameter count, the cluster's room
+    for a trial), nothing stored or started: the spec as it would run, what its model's activations replace, and
+    the dataset's shape. `actstudy submit --check`."""
+    _check_code(spec, settings)
+    _check_placeable(spec, jobs, settings)
+    info = spec.dataset.info() if spec.dataset.source != "builtin" else None
+    return SpecCheck(spec=spec.model_dump(mode="json"), model_report=spec.model_report(), dataset=info.to_dict() if info else None)
 
 
 @router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=documented(400, 413, 429, 503))
