@@ -10,15 +10,22 @@ import pytest
 from service.main import create_app
 from service.settings import Settings
 from studies import cli
-from studies.spec import TrainingSpec, parse_spec
+from studies.spec import TrainingSpec, parse_spec, read_data_here
 from workers.config import TrainingOptions, TrialConfig
 
 # Options a study sets outside its `training` section: TrialConfig field → (spec edit, the value it gives).
 FROM_SPEC_SECTIONS = {
     "dataset": ({"dataset": {"name": "digits"}}, "digits"),
+    "dataset_source": ({"dataset": {"source": "torchvision", "name": "KMNIST"}}, "torchvision"),
+    "dataset_path": ({"dataset": {"source": "file", "path": "toy.npz"}}, "toy.npz"),
+    "image_size": ({"dataset": {"source": "image_folder", "path": "pets", "image_size": 16}}, 16),
+    "grayscale": ({"dataset": {"source": "image_folder", "path": "pets", "grayscale": True}}, True),
     "data_root": ({"dataset": {"name": "digits", "data_root": "/data"}}, "/data"),
     "val_fraction": ({"dataset": {"name": "mnist1d", "val_fraction": 0.2}}, 0.2),
     "model": ({"model": {"name": "cnn1d"}}, "cnn1d"),
+    "model_source": ({"model": {"source": "timm", "name": "resnet18"}}, "timm"),
+    "model_kwargs": ({"model": {"source": "timm", "name": "resnet18", "kwargs": {"drop_rate": 0.1}}}, {"drop_rate": 0.1}),
+    "swap": ({"model": {"source": "timm", "name": "resnet18", "swap": ["ReLU"]}}, ("ReLU",)),
     "hidden": ({"model": {"name": "mlp", "hidden": [8, 4]}}, (8, 4)),
     "seed": ({"seed": 7}, 7),
     "threads": ({"resources": {"cpus_per_trial": 2}}, 2),
@@ -58,6 +65,7 @@ def test_each_training_option_reaches_the_trials_from_the_spec(name):
 
 @pytest.mark.parametrize("name", sorted(FROM_SPEC_SECTIONS))
 def test_each_study_level_option_reaches_the_trials_from_the_spec(name):
+    read_data_here(False)  # the files named above are not there: only the fields are followed here
     edit, value = FROM_SPEC_SECTIONS[name]
     spec = parse_spec({"activations": ["relu"], "model": {"name": "mlp"}, **edit})
     assert getattr(spec.trial_config(), name) == value
@@ -74,7 +82,9 @@ def train_flags(args: list[str]) -> TrialConfig:
 def test_each_option_is_a_train_flag(name):
     info = TrialConfig.model_fields[name]
     value = {"hidden": (8, 4), "activation_params": {"alpha": 0.5}, "activation": "elu", "data_root": "/data",
-             "lr": 0.5, "l2": 0.5, "seed": 3, "threads": 2, "evaluate_test": False}.get(name)
+             "lr": 0.5, "l2": 0.5, "seed": 3, "threads": 2, "evaluate_test": False, "dataset": "digits",
+             "dataset_source": "torchvision", "dataset_path": "toy.npz", "image_size": 16, "model": "cnn1d",
+             "model_kwargs": {"alpha": 0.5}, "swap": ("ReLU",)}.get(name)
     value = other_value(info) if value is None else value
     flag = "--" + name.replace("_", "-")
     if isinstance(value, bool):
@@ -82,16 +92,18 @@ def test_each_option_is_a_train_flag(name):
     else:
         text = ",".join(map(str, value)) if isinstance(value, tuple) else '{"alpha": 0.5}' if isinstance(value, dict) else str(value)
         args = [flag, text]
-    data = ["--dataset", "digits"] if name == "augment" else []  # crops and flips need images
+    # crops and flips need images; constructor arguments and swapped types, a model from outside
+    data = {"augment": ["--dataset", "digits"], "model_kwargs": ["--model-source", "timm"], "swap": ["--model-source", "timm"]}.get(name, [])
     assert getattr(train_flags([*data, *args]), name) == value
     assert getattr(train_flags(data), name) != value
 
 
 def test_each_option_is_an_mlflow_param():
-    cfg = TrialConfig(activation="pwlu", activation_params={"segments": 8})
+    cfg = TrialConfig(activation="pwlu", activation_params={"segments": 8}, model_source="timm", model="resnet18",
+                      model_kwargs={"drop_rate": 0.1})
     params = cfg.params()
-    assert set(TrialConfig.model_fields) - {"activation_params"} <= set(params)
-    assert params["act.segments"] == "8" and params["hidden"] == "100,100"
+    assert set(TrialConfig.model_fields) - {"activation_params", "model_kwargs"} <= set(params)
+    assert params["act.segments"] == "8" and params["hidden"] == "100,100" and params["model.drop_rate"] == "0.1"
 
 
 def test_each_training_option_is_in_the_api_schema():
