@@ -31,7 +31,7 @@ from workers import (
     with_defaults,
 )
 from workers.data import DATASETS
-from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS, max_model_parameters
+from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
 
 MAX_ACTIVATIONS = 20
 MAX_TRIALS = 200
@@ -452,6 +452,8 @@ class StudySpec(_Strict):
         service's API). Cached: a spec is validated at submission, by the driver, and on reads."""
         if self.model.source == "builtin" or (self.model.source == "import" and not _user_code["run_here"]) or not _data_here["read"]:
             return None
+        from workers.models import max_model_parameters
+
         info = self.dataset.info()
         return _model_report(self.model.source, self.model.name, json.dumps(self.model.kwargs, sort_keys=True), tuple(self.model.swap),
                              tuple(info.input_shape), info.num_classes, max_model_parameters())

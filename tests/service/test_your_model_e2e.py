@@ -34,7 +34,7 @@ from tests.workers.test_sources import RESNET_KW, VIT_KW, write_image_folder
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-LABELS = {"relu", "gelu", "pwlu(channelwise=True, stats_steps=2)", "lslu"}
+LABELS = {"relu", "gelu", "pwlu(channelwise=True,stats_steps=2)", "lslu"}
 TINY = {"search": {"trials_per_activation": 1, "lr": {"low": 1e-3, "high": 1e-2}, "pruner": "none"},
         "training": {"epochs": 1, "batch_size": 32}, "confirm": {"seeds": 1}}
 
