@@ -1,7 +1,7 @@
 """What checking a model from outside costs at submission, side by side in one run: its parameter count on the meta
 device (what the cap is judged on) against building it on the CPU, and the dry run that swaps its activations.
 
-    .venv/bin/python bench/model_sources.py          # ~1 min on 2 cores; prints a Markdown table
+    .venv/bin/python -m bench.model_sources          # ~1 min on 2 cores; prints a Markdown table
 
 The point: a model over ACTSTUDY_MAX_MODEL_PARAMETERS is refused in milliseconds, whatever its size, because
 nothing is allocated; the swap's dry run (one forward on two zero samples) is a fraction of a single training step.
