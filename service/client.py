@@ -51,7 +51,7 @@ class Client:
         return self._call("POST", "/code", content=archive, headers={"Content-Type": "application/zip"})
 
     def validate(self, spec: dict) -> SpecCheck:
-        return SpecCheck.model_validate(self._call("POST", "/studies/validate", json=spec))
+        return SpecCheck.model_validate(self._call("POST", "/specs/validate", json=spec))
 
     def study(self, study_id: str) -> StudyPublic:
         return StudyPublic.model_validate(self._call("GET", f"/studies/{study_id}"))

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service import errors
-from service.api.routes import activations, code, health, studies
+from service.api.routes import activations, code, health, specs, studies
 from service.jobs import JobLauncher
 from service.middleware import BodyLimit
 from service.reconciler import reconcile_forever
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s,
                        limits={"/api/v1/code": settings.max_code_bytes})
     errors.install(app)
-    for router in (studies.router, activations.router, code.router):
+    for router in (studies.router, specs.router, activations.router, code.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(health.router)
     return app

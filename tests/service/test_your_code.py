@@ -122,12 +122,17 @@ def test_a_dataset_path_outside_the_configured_roots_answers_422(make_api, tmp_p
     assert r.json()["detail"][0]["loc"] == ["body", "dataset", "path"]
 
 
-def test_a_dataset_below_a_configured_root_is_read_and_checked(make_api, tmp_path):
-    root = tmp_path / "datasets"
+def toy_images(root, size: int) -> None:
+    """`root/toy.npz`: 40 training and 8 test images, 3 × size × size, 3 classes."""
     root.mkdir()
     rng = np.random.default_rng(0)
-    np.savez(root / "toy.npz", x_train=rng.normal(size=(40, 3, 8, 8)).astype(np.float32), y_train=rng.integers(0, 3, 40),
-             x_test=rng.normal(size=(8, 3, 8, 8)).astype(np.float32), y_test=rng.integers(0, 3, 8))
+    np.savez(root / "toy.npz", x_train=rng.normal(size=(40, 3, size, size)).astype(np.float32), y_train=rng.integers(0, 3, 40),
+             x_test=rng.normal(size=(8, 3, size, size)).astype(np.float32), y_test=rng.integers(0, 3, 8))
+
+
+def test_a_dataset_below_a_configured_root_is_read_and_checked(make_api, tmp_path):
+    root = tmp_path / "datasets"
+    toy_images(root, 8)
     api = make_api(data_roots=[root])
     _, headers = api.owner()
     ok = spec(dataset={"source": "file", "path": str(root / "toy.npz")}, model={"name": "cnn"})
@@ -139,15 +144,12 @@ def test_a_dataset_below_a_configured_root_is_read_and_checked(make_api, tmp_pat
 
 def test_validate_checks_a_spec_and_reports_the_swap_without_storing_it(make_api, tmp_path):
     root = tmp_path / "datasets"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    np.savez(root / "toy.npz", x_train=rng.normal(size=(40, 3, 32, 32)).astype(np.float32), y_train=rng.integers(0, 3, 40),
-             x_test=rng.normal(size=(8, 3, 32, 32)).astype(np.float32), y_test=rng.integers(0, 3, 8))
+    toy_images(root, 32)
     api = make_api(data_roots=[root])
-    owner, headers = api.owner()
+    _, headers = api.owner()
     body = spec(dataset={"source": "file", "path": str(root / "toy.npz")},
                 model={"source": "timm", "name": "resnet18", "kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}})
-    r = api.client.post(f"{STUDIES}/validate", json=body, headers=headers)
+    r = api.client.post("/api/v1/specs/validate", json=body, headers=headers)
     assert r.status_code == 200, r.text
     checked = r.json()
     assert checked["dataset"] == {"input_shape": [3, 32, 32], "num_classes": 3, "train_samples": 40, "test_samples": 8,
@@ -156,5 +158,5 @@ def test_validate_checks_a_spec_and_reports_the_swap_without_storing_it(make_api
     assert checked["spec"]["dataset"]["name"] == "toy" and checked["spec"]["training"]["epochs"] == 1
     assert api.client.get(STUDIES, headers=headers).json()["count"] == 0  # nothing stored
     bad = spec(dataset={"source": "file", "path": str(root / "toy.npz")}, model={"source": "timm", "name": "resnet18", "kwargs": {"depth": 3}})
-    r = api.client.post(f"{STUDIES}/validate", json=bad, headers=headers)
+    r = api.client.post("/api/v1/specs/validate", json=bad, headers=headers)
     assert r.status_code == 422 and "does not take these arguments" in r.text, r.text

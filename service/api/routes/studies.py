@@ -7,16 +7,14 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
 
+from service.api.checks import check_submission
 from service.api.json_route import CheckedJsonRoute
 from service.api.responses import documented
 from service.auth import CurrentCaller
-from service.code import code_dir
 from service.deps import JobsDep, SettingsDep, StoreDep
-from service.jobs import JobLauncher, JobLauncherError, finish_cancel, launch
-from service.models import Links, SpecCheck, StudiesPublic, StudyPublic, StudyResultsPublic
-from service.settings import Settings
+from service.jobs import JobLauncherError, finish_cancel, launch
+from service.models import Links, StudiesPublic, StudyPublic, StudyResultsPublic
 from studies.records import Study, StudyStatus
 from studies.spec import MlflowLinks, StudySpec
 
@@ -46,39 +44,10 @@ def _visible(store, caller, study_id: str) -> Study:
     return study
 
 
-def _check_code(spec: StudySpec, settings: Settings) -> None:
-    if spec.code and not code_dir(settings.data_dir, spec.code).is_dir():
-        raise RequestValidationError([{"loc": ("body", "code"), "type": "value_error",
-                                       "msg": "no code uploaded with this sha256: upload the folder first (POST /api/v1/code)"}])
-
-
-def _check_placeable(spec: StudySpec, jobs: JobLauncher, settings: Settings) -> None:
-    """A study whose trials no node can hold would wait forever (holding a quota slot): 422 naming the resource."""
-    if not settings.ray_jobs_url:
-        return  # no cluster configured: the launch answers 503
-    nodes = jobs.node_resources()
-    short = spec.resources.unplaceable(nodes) if nodes is not None else []
-    if short:
-        raise RequestValidationError([{"loc": ("body", "resources", field), "type": "value_error", "msg": why}
-                                      for field, why in short])
-
-
-@router.post("/validate", response_model=SpecCheck, summary="Check a study without submitting it", responses=documented(400, 413))
-def validate_study(spec: Annotated[StudySpec, Body()], caller: CurrentCaller, jobs: JobsDep, settings: SettingsDep) -> SpecCheck:
-    """Everything a submission checks (the fields, the data, the model and its parameter count, the cluster's room
-    for a trial), nothing stored or started: the spec as it would run, what its model's activations replace, and
-    the dataset's shape. `actstudy submit --check`."""
-    _check_code(spec, settings)
-    _check_placeable(spec, jobs, settings)
-    info = spec.dataset.info() if spec.dataset.source != "builtin" else None
-    return SpecCheck(spec=spec.model_dump(mode="json"), model_report=spec.model_report(), dataset=info.to_dict() if info else None)
-
-
 @router.post("", status_code=201, response_model=StudyPublic, summary="Submit a study", responses=documented(400, 413, 429, 503))
 def create_study(spec: Annotated[StudySpec, Body()], request: Request, caller: CurrentCaller, store: StoreDep,
                  jobs: JobsDep, settings: SettingsDep) -> StudyPublic:
-    _check_code(spec, settings)
-    _check_placeable(spec, jobs, settings)
+    check_submission(spec, jobs, settings)
     study_id = secrets.token_hex(6)
     study = Study(id=study_id, owner=caller.owner, name=spec.name, spec=spec.model_dump(mode="json"),
                   status=StudyStatus.queued.value, attempts=0)
