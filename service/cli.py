@@ -61,7 +61,8 @@ def submit(spec: str, quiet: bool, code_folder: str | None, check: bool) -> int:
         if checked.dataset:
             d = checked.dataset
             click.echo(f"dataset: samples {tuple(d['input_shape'])}, {d['num_classes']} classes, {d['train_samples']:,} training and "
-                       f"{d['test_samples']:,} test samples, {d['bytes'] / 2**20:,.1f} MiB in memory")
+                       f"{d['test_samples']:,} test samples, {d['bytes'] / 2**20:,.1f} MiB as float32"
+                       + (", streamed batch by batch (above the memory cap)" if d.get("streamed") else ", held in memory"))
         click.echo(describe_model_report(checked.model_report) if checked.model_report else f"model: {parsed.model.name} ({parsed.model.source})")
         click.echo("valid: nothing submitted")
         return 0

@@ -151,7 +151,8 @@ def train(
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     data = dataset or load_dataset(cfg.dataset, seed=cfg.seed, val_fraction=cfg.val_fraction, data_root=cfg.data_root,
-                                   source=cfg.dataset_source, path=cfg.dataset_path, image_size=cfg.image_size, grayscale=cfg.grayscale)
+                                   source=cfg.dataset_source, path=cfg.dataset_path, image_size=cfg.image_size, grayscale=cfg.grayscale,
+                                   stream_workers=cfg.threads)
     data = data.to(device)
     torch.manual_seed(cfg.seed)
     model = build_model(

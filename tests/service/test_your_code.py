@@ -153,7 +153,7 @@ def test_validate_checks_a_spec_and_reports_the_swap_without_storing_it(make_api
     assert r.status_code == 200, r.text
     checked = r.json()
     assert checked["dataset"] == {"input_shape": [3, 32, 32], "num_classes": 3, "train_samples": 40, "test_samples": 8,
-                                  "bytes": 48 * 3 * 32 * 32 * 4}
+                                  "bytes": 48 * 3 * 32 * 32 * 4, "streamed": False}
     assert checked["model_report"]["coverage"] == "9 of 9 activation calls swapped" and len(checked["model_report"]["sites"]) == 9
     assert checked["spec"]["dataset"]["name"] == "toy" and checked["spec"]["training"]["epochs"] == 1
     assert api.client.get(STUDIES, headers=headers).json()["count"] == 0  # nothing stored

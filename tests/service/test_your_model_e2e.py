@@ -159,6 +159,10 @@ def test_submit_code_runs_my_model_on_an_image_folder(tmp_path, ray_jobs, mlflow
         stack.stop()
         stack.env["ACTSTUDY_ALLOW_USER_CODE"] = "1"
         stack.start()
+        checked = stack.cli("submit", str(spec), "--code", str(code), "--check", token=token)
+        assert checked.returncode == 0, checked.stderr
+        assert "dataset: samples (3, 12, 12), 3 classes, 48 training and 12 test samples" in checked.stdout, checked.stdout
+        assert "held in memory" in checked.stdout and "valid: nothing submitted" in checked.stdout
         done = stack.cli("submit", str(spec), "--code", str(code), token=token)
         assert done.returncode == 0, done.stderr
         assert "code: " in done.stdout and "uploaded (2 files" in done.stdout

@@ -216,7 +216,95 @@ def test_a_torchvision_dataset_that_is_not_there_is_named(tmp_path, name, says):
 
 
 def test_the_in_memory_cap_refuses_a_dataset_from_its_headers(tmp_path, monkeypatch):
-    np.savez(tmp_path / "toy.npz", **_arrays())
+    np.savez_compressed(tmp_path / "toy.npz", **_arrays())
     monkeypatch.setenv("ACTSTUDY_MAX_DATASET_BYTES", "1000")
     with pytest.raises(DatasetError, match="ACTSTUDY_MAX_DATASET_BYTES"):
         describe_dataset("file", "toy", path=str(tmp_path / "toy.npz"))
+
+
+# ---- streaming: above the memory cap, the same batches read as they come ----
+
+def _epoch(split, seed: int = 3, batch_size: int = 7) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from workers.data import batches
+
+    return list(batches(split, batch_size, generator=torch.Generator().manual_seed(seed), shuffle=True))
+
+
+def _same_batches(a, b) -> None:
+    for split in ("train", "val", "test"):
+        first, second = _epoch(getattr(a, split)), _epoch(getattr(b, split))
+        assert len(first) == len(second) > 0
+        for (x1, y1), (x2, y2) in zip(first, second, strict=True):
+            assert torch.equal(x1, x2) and torch.equal(y1, y2), split
+
+
+def _both(monkeypatch, workers: int = 0, **load) -> tuple:
+    in_memory = load_dataset(**load)
+    monkeypatch.setenv("ACTSTUDY_MAX_DATASET_BYTES", "1000")
+    streamed = load_dataset(**load, stream_workers=workers)
+    monkeypatch.delenv("ACTSTUDY_MAX_DATASET_BYTES")
+    assert not in_memory.streamed and streamed.streamed
+    return in_memory, streamed
+
+
+@pytest.mark.parametrize("kind", ["safetensors", "npz"])
+def test_a_tensor_file_above_the_cap_streams_the_same_batches(tmp_path, monkeypatch, kind):
+    a = _arrays(n_train=50, shape=(3, 4, 5))
+    if kind == "npz":
+        np.savez(tmp_path / "toy.npz", **a)  # stored, not compressed: memory-mapped
+    else:
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in a.items()}, str(tmp_path / f"toy.{kind}"))
+    monkeypatch.setenv("ACTSTUDY_MAX_DATASET_BYTES", "1000")
+    assert describe_dataset("file", "toy", path=str(tmp_path / f"toy.{kind}")).streamed
+    monkeypatch.delenv("ACTSTUDY_MAX_DATASET_BYTES")
+    _same_batches(*_both(monkeypatch, name="toy", source="file", path=str(tmp_path / f"toy.{kind}"), val_fraction=0.2, seed=1))
+
+
+@pytest.mark.parametrize(("image_size", "grayscale"), [(None, False), (6, True)])
+def test_an_image_folder_above_the_cap_streams_the_same_batches(tmp_path, monkeypatch, image_size, grayscale):
+    root = write_image_folder(tmp_path / "pets")
+    _same_batches(*_both(monkeypatch, name="pets", source="image_folder", path=str(root), image_size=image_size,
+                         grayscale=grayscale, val_fraction=0.2))
+
+
+def test_streaming_workers_read_the_same_batches_as_the_training_process(tmp_path, monkeypatch):
+    root = write_image_folder(tmp_path / "pets")
+    _, by_process = _both(monkeypatch, name="pets", source="image_folder", path=str(root), val_fraction=0.2)
+    _, by_workers = _both(monkeypatch, workers=2, name="pets", source="image_folder", path=str(root), val_fraction=0.2)
+    assert by_workers.train.x.workers == 2
+    _same_batches(by_process, by_workers)
+
+
+def test_a_streamed_trial_trains_as_the_same_trial_in_memory(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    from workers import TrialConfig
+    from workers.train import train
+
+    save_file({k: np.ascontiguousarray(v) for k, v in _arrays(n_train=120, n_test=30, shape=(12,)).items()}, str(tmp_path / "flat.safetensors"))
+    cfg = TrialConfig(dataset_source="file", dataset_path=str(tmp_path / "flat.safetensors"), model="mlp", hidden=(16,),
+                      activation="pwlu", epochs=2, batch_size=16, evaluate_test=True)
+    in_memory = train(cfg)
+    monkeypatch.setenv("ACTSTUDY_MAX_DATASET_BYTES", "1000")
+    streamed = train(cfg)
+    keys = ("train_loss", "val_loss", "val_acc", "test_acc")
+    assert [[r[k] for k in keys] for r in streamed.history] == [[r[k] for k in keys] for r in in_memory.history]
+
+
+@pytest.mark.parametrize("kind", ["compressed npz", "torchvision"])
+def test_data_that_cannot_stream_is_refused_above_the_cap_saying_what_would(tmp_path, monkeypatch, kind):
+    if kind == "compressed npz":
+        np.savez_compressed(tmp_path / "toy.npz", **_arrays())
+        where, says = {"source": "file", "name": "toy", "path": str(tmp_path / "toy.npz")}, "np.savez"
+    else:
+        raw = tmp_path / "KMNIST" / "raw"
+        raw.mkdir(parents=True)
+        for split, n in (("train", 30), ("t10k", 10)):
+            _idx(raw / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+            _idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10)
+        where, says = {"source": "torchvision", "name": "KMNIST", "data_root": tmp_path}, "an image folder streams"
+    monkeypatch.setenv("ACTSTUDY_MAX_DATASET_BYTES", "1000")
+    with pytest.raises(DatasetError, match=says):
+        describe_dataset(**where)

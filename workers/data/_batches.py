@@ -1,4 +1,5 @@
-"""In-memory mini-batches: one index permutation per epoch on the split's device, no DataLoader."""
+"""Mini-batches: one index permutation per epoch on the split's device; in memory, no DataLoader (streamed inputs
+are read by one, in the same order)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import torch
 
+from workers.data._stream import StreamedInputs
 from workers.data._types import Split
 
 
@@ -28,6 +30,13 @@ def batches(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n = len(split)
     stop = n - n % batch_size if drop_last else n
+    if isinstance(split.x, StreamedInputs):  # the same batches as in memory, read as they come
+        device = generator.device if generator is not None else torch.device("cpu")
+        order = torch.randperm(n, generator=generator, device=device) if shuffle else torch.arange(n)
+        plan = [order[start : start + batch_size].cpu() for start in range(0, stop, batch_size)]
+        for idx, xb in zip(plan, split.x.batches(plan), strict=True):
+            yield xb, split.y[idx.to(split.y.device)]
+        return
     if not shuffle:
         for start in range(0, stop, batch_size):
             yield split.x[start : start + batch_size], split.y[start : start + batch_size]

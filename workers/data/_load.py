@@ -29,6 +29,7 @@ def load_dataset(
     path: str | None = None,
     image_size: int | None = None,
     grayscale: bool = False,
+    stream_workers: int = 0,
 ) -> Dataset:
     """Load `name` as train / val / test splits on the CPU.
 
@@ -39,15 +40,18 @@ def load_dataset(
     Repeated loads in one process reuse the source tensors; treat them as read-only.
 
     Other `source`s (workers.data._sources): `file` and `image_folder` read `path` (relative: below the data
-    root), `torchvision` and `plugin` the dataset `name` from the data root.
+    root), `torchvision` and `plugin` the dataset `name` from the data root. Above the memory cap an image folder or
+    a tensor file streams: its splits' inputs are read batch by batch by `stream_workers` processes.
     """
     seed = check_seed(seed)
     if source != "builtin":
         check_val_fraction(val_fraction)
-        base, info = _cached_source(source, name, _source_location(source, path, data_root), image_size, grayscale)
+        base, info = _cached_source(source, name, _source_location(source, path, data_root), image_size, grayscale,
+                                    _sources.max_dataset_bytes())
         train, val = split_train_val(base.train_x, base.train_y, seed=seed, val_fraction=val_fraction)
         label = Path(path).stem if path else name
-        return Dataset(label, train, val, Split(base.test_x, base.test_y), info.input_shape, info.num_classes)
+        data = Dataset(label, train, val, Split(base.test_x, base.test_y), info.input_shape, info.num_classes)
+        return data.with_stream_workers(stream_workers) if info.streamed else data
     key = canonical_name(name)
     val_fraction = check_val_fraction(val_fraction)
     if not isinstance(download, bool):
@@ -96,9 +100,17 @@ def _describe(source: str, name: str, location: str, image_size: int | None, gra
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_source(source: str, name: str, location: str, image_size: int | None, grayscale: bool) -> tuple[Base, _sources.DataInfo]:
+def _cached_source(source: str, name: str, location: str, image_size: int | None, grayscale: bool,
+                   cap: int) -> tuple[Base, _sources.DataInfo]:  # the memory cap decides in memory or streamed: a key
     where = Path(location)
     info = _describe(source, name, location, image_size, grayscale)
+    if info.streamed:  # above the memory cap: readers, not arrays (only the formats _describe let stream)
+        from workers.data._stream import StreamedInputs
+
+        readers = _sources.stream_file(where) if source == "file" else _sources.stream_image_folder(where, image_size, grayscale)
+        y = {k: torch.from_numpy(readers[k].astype(np.int64)) for k in ("y_train", "y_test")}
+        x = {k: StreamedInputs(readers[f"x_{k[2:]}"], torch.arange(len(y[k])), tuple(info.input_shape)) for k in ("y_train", "y_test")}
+        return Base(x["y_train"], y["y_train"], x["y_test"], y["y_test"]), info
     if source == "file":
         arrays = _sources.load_file(where)
     elif source == "image_folder":

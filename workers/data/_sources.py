@@ -11,8 +11,9 @@
 - `plugin`: an installed package's entry point (group `actstudy.datasets`): `load(data_root) -> mapping` with
   the four arrays.
 
-Everything is held in memory, as the built-in datasets are; a dataset larger than `max_dataset_bytes()`
-decoded (float32) is refused, naming the size and the setting.
+A dataset is held in memory, as the built-in ones are, up to `max_dataset_bytes()` decoded (float32); above it an
+image folder, a `.safetensors` or an uncompressed `.npz` streams (workers.data._stream: read batch by batch), and
+anything else is refused, naming the size, the setting and what would stream.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path, PurePath
 from typing import Any
@@ -50,6 +51,7 @@ class DataInfo:
     num_classes: int
     train_samples: int
     test_samples: int
+    streamed: bool = False  # above the memory cap: read batch by batch (workers.data._stream)
 
     @property
     def nbytes(self) -> int:
@@ -57,7 +59,8 @@ class DataInfo:
 
     def to_dict(self) -> dict:
         return {"input_shape": list(self.input_shape), "num_classes": self.num_classes, "train_samples": self.train_samples,
-                "test_samples": self.test_samples, "bytes": self.nbytes}
+                "test_samples": self.test_samples, "bytes": self.nbytes,
+                "streamed": self.streamed}
 
 
 def resolve_path(path: str, data_root: str | os.PathLike | None, default_root) -> Path:
@@ -68,11 +71,15 @@ def resolve_path(path: str, data_root: str | os.PathLike | None, default_root) -
     return p if p.is_absolute() else Path(data_root or default_root()).expanduser() / p
 
 
-def _checked_size(info: DataInfo, what: str) -> DataInfo:
+def _checked_size(info: DataInfo, what: str, *, not_streamed: str | None = None) -> DataInfo:
+    """Above the memory cap a dataset streams if its format allows (`not_streamed`: why it cannot), else is refused."""
     cap = max_dataset_bytes()
     if info.nbytes > cap:
-        raise DatasetError(f"dataset: {what} is {info.nbytes / 2**30:.2f} GiB as float32, above the in-memory limit of "
-                           f"{cap / 2**30:.2f} GiB ({MAX_BYTES_ENV})")
+        if not_streamed is None:
+            info = replace(info, streamed=True)
+        else:
+            raise DatasetError(f"dataset: {what} is {info.nbytes / 2**30:.2f} GiB as float32, above the in-memory limit of "
+                               f"{cap / 2**30:.2f} GiB ({MAX_BYTES_ENV}), and {not_streamed}")
     if info.train_samples < 2 or info.test_samples < 1:
         raise DatasetError(f"dataset: {what} has {info.train_samples} training and {info.test_samples} test samples: too few")
     return info
@@ -143,7 +150,16 @@ def describe_file(path: Path) -> DataInfo:
         if labels[f"y_{split}"].shape[:1] != x[:1]:
             raise DatasetError(f"dataset.path: x_{split} has {x[0]} samples but y_{split} {labels[f'y_{split}'].shape}")
     info = DataInfo(xs[1:], _num_classes(path.name, labels["y_train"], labels["y_test"]), xs[0], ts[0])
-    return _checked_size(info, path.name)
+    return _checked_size(info, path.name, not_streamed=_why_not_streamed(path))
+
+
+def _why_not_streamed(path: Path) -> str | None:
+    """None if the file's inputs can be read sample by sample: a .safetensors, or an .npz stored uncompressed."""
+    if path.suffix == ".npz":
+        with zipfile.ZipFile(path) as z:
+            if any(z.getinfo(f"{k}.npy").compress_type != zipfile.ZIP_STORED for k in ("x_train", "x_test")):
+                return "a compressed .npz cannot be streamed: save it with np.savez (not savez_compressed) or as .safetensors"
+    return None
 
 
 def load_file(path: Path) -> dict[str, np.ndarray]:
@@ -177,35 +193,80 @@ def describe_image_folder(path: Path, image_size: int | None, grayscale: bool) -
     return _checked_size(DataInfo((1 if grayscale else 3, *size), len(classes), len(train), len(test)), str(path))
 
 
-def load_image_folder(path: Path, image_size: int | None, grayscale: bool) -> dict[str, np.ndarray]:
+def decode_image(path: Path, image_size: int | None, grayscale: bool) -> np.ndarray:
+    """One image as uint8 (H, W) or (H, W, 3), resized to image_size × image_size when given."""
     from PIL import Image
 
+    with Image.open(path) as im:
+        im = im.convert("L" if grayscale else "RGB")
+        if image_size:
+            im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def to_chw(images: np.ndarray, grayscale: bool) -> np.ndarray:
+    """uint8 images (N, H, W[, 3]) as float32 (N, C, H, W) in [0, 1]."""
+    x = images.astype(np.float32) / 255.0
+    return x[:, None] if grayscale else x.transpose(0, 3, 1, 2)
+
+
+def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return x.mean(axis=(0, 2, 3), keepdims=True), x.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+
+
+STATS_IMAGES = 1024  # a streamed folder's mean and std: from this many training images, evenly spaced (all, if fewer)
+
+
+def _decoded(path: Path, files: list[tuple[Path, str]], image_size: int | None, grayscale: bool) -> np.ndarray:
+    images = []
+    for f, _ in files:
+        a = decode_image(f, image_size, grayscale)
+        if images and a.shape != images[0].shape:
+            raise DatasetError(f"dataset.image_size: {f.relative_to(path)} is {a.shape[1]}×{a.shape[0]}, the first image "
+                               f"{images[0].shape[1]}×{images[0].shape[0]}: set image_size to resize them all")
+        images.append(a)
+    return to_chw(np.stack(images), grayscale)
+
+
+def load_image_folder(path: Path, image_size: int | None, grayscale: bool) -> dict[str, np.ndarray]:
     describe_image_folder(path, image_size, grayscale)
     classes, _ = _image_files(path / "train")
     index = {c: i for i, c in enumerate(classes)}
     out = {}
     for split in ("train", "test"):
         _, files = _image_files(path / split)
-        images, labels = [], []
-        for f, c in files:
-            with Image.open(f) as im:
-                im = im.convert("L" if grayscale else "RGB")
-                if image_size:
-                    im = im.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-            if images and a.shape != images[0].shape:
-                raise DatasetError(f"dataset.image_size: {f.relative_to(path)} is {a.shape[1]}×{a.shape[0]}, the first image "
-                                   f"{images[0].shape[1]}×{images[0].shape[0]}: set image_size to resize them all")
-            images.append(a)
-            labels.append(index[c])
-        x = np.stack(images).astype(np.float32) / 255.0
-        out[f"x_{split}"] = x[:, None] if grayscale else x.transpose(0, 3, 1, 2)
-        out[f"y_{split}"] = np.asarray(labels, dtype=np.int64)
-    mean = out["x_train"].mean(axis=(0, 2, 3), keepdims=True)
-    std = out["x_train"].std(axis=(0, 2, 3), keepdims=True) + 1e-6
+        out[f"x_{split}"] = _decoded(path, files, image_size, grayscale)
+        out[f"y_{split}"] = np.asarray([index[c] for _, c in files], dtype=np.int64)
+    mean, std = _channel_stats(out["x_train"])
     for split in ("train", "test"):
         out[f"x_{split}"] = ((out[f"x_{split}"] - mean) / std).astype(np.float32)
     return out
+
+
+def stream_image_folder(path: Path, image_size: int | None, grayscale: bool) -> dict[str, Any]:
+    """Readers of the images (workers.data._stream) and the labels in memory; the mean and std from STATS_IMAGES."""
+    from workers.data._stream import ImageReader
+
+    describe_image_folder(path, image_size, grayscale)
+    classes, train = _image_files(path / "train")
+    _, test = _image_files(path / "test")
+    index = {c: i for i, c in enumerate(classes)}
+    sample = [train[i] for i in np.linspace(0, len(train) - 1, min(len(train), STATS_IMAGES)).round().astype(int)]
+    mean, std = _channel_stats(_decoded(path, sample, image_size, grayscale))
+    out: dict[str, Any] = {}
+    for split, files in (("train", train), ("test", test)):
+        out[f"x_{split}"] = ImageReader([f for f, _ in files], image_size, grayscale, mean, std)
+        out[f"y_{split}"] = np.asarray([index[c] for _, c in files], dtype=np.int64)
+    return out
+
+
+def stream_file(path: Path) -> dict[str, Any]:
+    """Readers of a tensor file's inputs (memory-mapped or sliced) and its labels in memory."""
+    from workers.data._stream import ArrayReader
+
+    describe_file(path)
+    labels = _file_arrays(path, ("y_train", "y_test"))
+    return {"x_train": ArrayReader(path, "x_train"), "x_test": ArrayReader(path, "x_test"), **labels}
 
 
 # ---- torchvision's datasets ----
@@ -253,7 +314,8 @@ def describe_torchvision(name: str, root: Path) -> DataInfo:
     a = np.asarray(image)
     shape = (1, *a.shape) if a.ndim == 2 else (a.shape[2], a.shape[0], a.shape[1])
     classes = len(getattr(train, "classes", []) or []) or int(max(int(t) for t in getattr(train, "targets", getattr(train, "labels", [0])))) + 1
-    return _checked_size(DataInfo(shape, classes, len(train), len(test)), name)
+    return _checked_size(DataInfo(shape, classes, len(train), len(test)), name,
+                         not_streamed="torchvision datasets are held in memory (an image folder streams)")
 
 
 def load_torchvision(name: str, root: Path) -> dict[str, np.ndarray]:
@@ -288,7 +350,7 @@ def _plugin_arrays(name: str, root: str) -> dict[str, np.ndarray]:
 def describe_plugin(name: str, root: Path) -> DataInfo:
     a = _plugin_arrays(name, str(root))
     info = DataInfo(tuple(a["x_train"].shape[1:]), _num_classes(name, a["y_train"], a["y_test"]), len(a["x_train"]), len(a["x_test"]))
-    return _checked_size(info, f"plugin {name!r}")
+    return _checked_size(info, f"plugin {name!r}", not_streamed="a plugin's arrays are held in memory")
 
 
 def load_plugin(name: str, root: Path) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ import numbers
 
 import torch
 
+from workers.data._stream import StreamedInputs
 from workers.data._types import DatasetError, Split
 
 MAX_VAL_FRACTION = 0.5
@@ -37,4 +38,6 @@ def split_train_val(x: torch.Tensor, y: torch.Tensor, *, seed: int, val_fraction
     # Sorted, so both splits keep the source order (and memory locality); batches() shuffles anyway.
     val_idx, _ = perm[:n_val].sort()
     train_idx, _ = perm[n_val:].sort()
+    if isinstance(x, StreamedInputs):  # the split is of indices, read later
+        return Split(x.take(train_idx), y[train_idx]), Split(x.take(val_idx), y[val_idx])
     return Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])

@@ -34,9 +34,9 @@ class MissingDataError(DatasetError):
 @dataclass(frozen=True, eq=False)
 class Split:
     """Inputs and int64 class labels of one split, on one device. Treat the tensors as read-only:
-    loads in one process may share them."""
+    loads in one process may share them. `x` is StreamedInputs (workers.data._stream) for data above the memory cap."""
 
-    x: torch.Tensor
+    x: torch.Tensor  # or StreamedInputs
     y: torch.Tensor
 
     def __post_init__(self) -> None:
@@ -64,3 +64,14 @@ class Dataset:
     def to(self, device: torch.device | str) -> Dataset:
         """The same dataset with every split on `device`."""
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+    @property
+    def streamed(self) -> bool:
+        """Inputs read batch by batch (workers.data._stream) rather than held as tensors."""
+        from workers.data._stream import StreamedInputs  # torch: only once a dataset exists
+
+        return isinstance(self.train.x, StreamedInputs)
+
+    def with_stream_workers(self, workers: int) -> Dataset:
+        """A streamed dataset whose batches `workers` processes read ahead (0: the training process)."""
+        return replace(self, **{k: Split(getattr(self, k).x.with_workers(workers), getattr(self, k).y) for k in ("train", "val", "test")})
