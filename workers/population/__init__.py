@@ -1,0 +1,6 @@
+"""Populations: many configurations of one model and activation trained as one batched computation."""
+
+from workers.population._adam import PopulationAdam
+from workers.population._members import Members, population_loss
+
+__all__ = ["Members", "PopulationAdam", "population_loss"]

@@ -1,0 +1,66 @@
+"""P members of one model trained as one batched computation (`torch.func`: the members' parameters and buffers
+stacked `[P, …]`, the model's forward `vmap`-ed over them, the batch shared): linear layers become batched matmuls,
+convolutions batched convolutions, and every activation module sees its own member's parameters and statistics.
+
+Members start from one model's weights (a study's trials share the seed's initial weights); what differs is what
+the optimizer does with them (PopulationAdam: per-member learning rate and L2). A module's Python-level state is
+shared by the members, which is right for the built-ins because they move together: PWLU's Phase I ends at the same
+step for all (its statistics and realignment are per member, in the stacked buffers).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+class Members(nn.Module):
+    """`model` copied `size` times; `forward(x)` gives logits `[size, batch, classes]` for a batch shared by all."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"a population needs at least one member, got {size}")
+        self.size = size
+        params, buffers = stack_module_state([copy.deepcopy(model) for _ in range(size)])
+        self.params = nn.ParameterDict({k.replace(".", "::"): nn.Parameter(v.detach()) for k, v in params.items()})
+        self.stacked_buffers = {k: v for k, v in buffers.items()}
+        self.base = [copy.deepcopy(model)]  # a list: not a submodule, its own weights are never used
+        self.decayed = {name for name, _ in _penalised(model)}
+
+    def named_member_parameters(self) -> dict[str, torch.Tensor]:
+        return {k.replace("::", "."): v for k, v in self.params.items()}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = self.base[0]
+        base.train(self.training)
+
+        def one(params, buffers, xb):
+            return functional_call(base, (params, buffers), (xb,))
+
+        return vmap(one, in_dims=(0, 0, None), randomness="same")(self.named_member_parameters(), self.stacked_buffers, x)
+
+    def member(self, i: int) -> nn.Module:
+        """Member `i` as a model of its own (a copy: its weights, buffers and activation state)."""
+        model = copy.deepcopy(self.base[0])
+        state = {k: v[i].detach().clone() for k, v in {**self.named_member_parameters(), **self.stacked_buffers}.items()}
+        model.load_state_dict(state, strict=True)
+        return model
+
+
+def _penalised(model: nn.Module):
+    """What L2 applies to, as in a single trial (workers.train): the weights of linear and convolution layers."""
+    for prefix, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            yield f"{prefix}.weight" if prefix else "weight", module.weight
+
+
+def population_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The members' mean cross-entropies, summed: each member's gradient is its own loss's, and a member whose loss
+    is not finite leaves the others' gradients as they would be without it."""
+    per_member = torch.stack([F.cross_entropy(member, y, label_smoothing=label_smoothing) for member in logits.unbind(0)])
+    return per_member.sum()
