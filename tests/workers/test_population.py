@@ -122,3 +122,25 @@ def test_population_adam_is_torch_adam_on_each_member():
                     for g in torch_opts[i].param_groups:
                         g["lr"] = float(lr[i]) * 0.5
                 assert torch.allclose(stacked[k][i], v, rtol=0, atol=1e-12), (step, i, k)
+
+
+@pytest.mark.parametrize(("activation", "params"), [("telu", {}), ("pwlu", {"stats_steps": 10})])
+def test_a_population_trains_as_its_members_trials_would(mnist1d, activation, params):
+    from workers.population import train_population
+    from workers.train import train
+
+    cfg = TrialConfig(activation=activation, activation_params=params, epochs=2, batch_size=128, schedule="cosine",
+                      warmup_epochs=0.5, evaluate_test=True)
+    settings = [(1e-3, 0.0), (3e-3, 1e-3), (1e30, 0.0)]  # the last one diverges at once
+    results = train_population(cfg, settings, dataset=mnist1d)
+    for (lr, l2), got in zip(settings, results, strict=True):
+        alone = train(cfg.model_copy(update={"lr": lr, "l2": l2}), dataset=mnist1d)
+        assert (got.status, got.epochs_run, got.diverged_at) == (alone.status, alone.epochs_run, alone.diverged_at)
+        for mine, theirs in zip(got.history, alone.history, strict=True):
+            assert mine["epoch"] == theirs["epoch"] and mine["lr"] == pytest.approx(theirs["lr"], rel=1e-12)
+            if not theirs["diverged"]:
+                for key in ("val_acc", "train_acc", "test_acc"):
+                    assert abs(mine[key] - theirs[key]) <= 0.005, key
+                assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-3)
+                assert set(mine["activations"]) == set(theirs["activations"])
+    assert results[2].status == "diverged" and len(results[0].history) == 2  # the others trained on without it

@@ -39,6 +39,14 @@ class PopulationAdam:
             denom = (v.sqrt() / math.sqrt(bias2)).add_(self.eps)
             p.sub_(self._per_member(self.lr * scale / bias1, p) * m / denom)
 
+    def keep(self, rows: list[int], params: dict[str, torch.Tensor]) -> None:
+        """Follow Members.keep: these members' moments, learning rates and L2, on the members' new tensors."""
+        index = torch.tensor(rows, dtype=torch.long)
+        self.params = params
+        self.lr, self.l2 = self.lr[index], self.l2[index]
+        self.exp_avg = {k: v[index].clone() for k, v in self.exp_avg.items()}
+        self.exp_avg_sq = {k: v[index].clone() for k, v in self.exp_avg_sq.items()}
+
     def zero_grad(self) -> None:
         for p in self.params.values():
             p.grad = None

@@ -44,6 +44,14 @@ class Members(nn.Module):
 
         return vmap(one, in_dims=(0, 0, None), randomness="same")(self.named_member_parameters(), self.stacked_buffers, x)
 
+    def keep(self, rows: list[int]) -> None:
+        """Only these members from now on (a diverged one leaves the batch, and the compute shrinks)."""
+        index = torch.tensor(rows, dtype=torch.long)
+        for k in list(self.params):
+            self.params[k] = nn.Parameter(self.params[k].detach()[index].clone())
+        self.stacked_buffers = {k: v[index].clone() for k, v in self.stacked_buffers.items()}
+        self.size = len(rows)
+
     def member(self, i: int) -> nn.Module:
         """Member `i` as a model of its own (a copy: its weights, buffers and activation state)."""
         model = copy.deepcopy(self.base[0])
