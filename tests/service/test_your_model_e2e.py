@@ -29,7 +29,7 @@ from studies.local import free_port
 from tests.utils.factories import auth
 from tests.utils.runs import start_study, tail, wait_for
 from tests.utils.serve import ServeProcess
-from tests.workers.test_sources import RESNET_KW, VIT_KW, write_image_folder
+from tests.utils.sources import RESNET_KW, VIT_KW, write_image_folder
 
 pytestmark = pytest.mark.slow
 

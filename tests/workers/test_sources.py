@@ -15,11 +15,9 @@ import torch
 from torch import nn
 
 import activations
+from tests.utils.sources import RESNET_KW, VIT_KW, write_image_folder
 from workers.data import DataInfo, DatasetError, describe_dataset, load_dataset
 from workers.models import ModelSourceError, NoActivationSites, build_model_reporting, count_parameters
-
-RESNET_KW = {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64], "stem_width": 8}  # timm's resnet18, smaller
-VIT_KW = {"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 48, "num_heads": 3}
 
 
 def _instances(model: nn.Module, kind: type) -> list[nn.Module]:
@@ -156,18 +154,6 @@ def test_a_pickled_npz_is_not_read(tmp_path):
     np.savez(tmp_path / "pickled.npz", **a)
     with pytest.raises(DatasetError):
         load_dataset("pickled", source="file", path=str(tmp_path / "pickled.npz"))
-
-
-def write_image_folder(root, classes=("cat", "dog", "eel"), per_class=(6, 2), size=(10, 12)):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in zip(("train", "test"), per_class, strict=True):
-        for c in classes:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
-    return root
 
 
 def test_an_image_folder_is_read_resized_and_standardised(tmp_path):
