@@ -8,8 +8,9 @@ the trial's run and the MLflow recorder, not the study layer's Optuna, SciPy and
 from __future__ import annotations
 
 from studies.mlflow import MlflowTrialRecorder
-from studies.trial_run import split_config
+from studies.trial_run import split_config, split_population
 from workers import run_trial
+from workers.population import SuccessiveHalving, run_population
 
 
 def study_trainable(config: dict) -> None:
@@ -17,3 +18,11 @@ def study_trainable(config: dict) -> None:
     attempt of the trial, from any driver, continues from the newest one."""
     cfg, run = split_config(config)
     run_trial(cfg, MlflowTrialRecorder(run), checkpoint_dir=run.checkpoint_dir)
+
+
+def population_trainable(config: dict) -> None:
+    """A population of trials (see studies.trial_run) trained as one, each member logged to its own MLflow run."""
+    cfgs, runs = split_population(config)
+    halving = config.get("halving")
+    prune = SuccessiveHalving(halving["milestones"], halving["history"]) if halving else None
+    run_population(cfgs, [run.trial_key for run in runs], [MlflowTrialRecorder(run) for run in runs], prune=prune)

@@ -2,7 +2,9 @@
 
 A study trial's Tune config is flat: `workers.config.TrialConfig`'s options plus `TrialRun`'s (whose
 trial it is and where it records); a confirmation trial carries its cell (label, seed, lr, l2, key) in
-`cell`. A key that is neither is an error, never silently ignored.
+`cell`; a population (`search.population` > 1) carries its members' own keys (optuna_trial, trial_key, lr, l2)
+in `members` and its pruning in `halving` ({milestones, history}). A key that is none of these is an error,
+never silently ignored.
 """
 
 from __future__ import annotations
@@ -46,6 +48,50 @@ def split_config(config: dict[str, Any]) -> tuple[TrialConfig, TrialRun]:
     return TrialConfig.model_validate({k: v for k, v in flat.items() if k in TrialConfig.model_fields}), run_of(flat)
 
 
+POPULATION_KEYS = ("members", "halving")
+
+
+def is_population(config: dict[str, Any]) -> bool:
+    return "members" in config
+
+
+def split_population(config: dict[str, Any]) -> tuple[list[TrialConfig], list[TrialRun]]:
+    """A population's Tune config as each member's training options and run (its halving is `config['halving']`)."""
+    shared = {k: v for k, v in config.items() if k not in POPULATION_KEYS}
+    pairs = [split_config({**shared, **member}) for member in config["members"]]
+    return [cfg for cfg, _ in pairs], [run for _, run in pairs]
+
+
+def member_runs(config: dict[str, Any]) -> list[TrialRun]:
+    """Every run of a Tune trial's config: the population's members, or the trial's own."""
+    if is_population(config):
+        shared = {k: v for k, v in config.items() if k not in POPULATION_KEYS}
+        return [run_of({**shared, **member}) for member in config["members"]]
+    return [run_of(config)]
+
+
 def run_of(config: dict[str, Any]) -> TrialRun:
     """The run part of a study trial's Tune config (its label, kind and key)."""
     return TrialRun.model_validate({k: v for k, v in flatten(config).items() if k not in TrialConfig.model_fields})
+
+
+MEMBER_ENDS = ("completed", "pruned", "diverged")  # a member's status once it trains no more ("running" before)
+
+
+def members_of(result: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A population's report of its members (trial key → {epoch, val_acc, status, mlflow_run_id, rungs}), from a
+    Tune result as reported or as Tune flattens it for searchers and schedulers (`members/<key>/<field>`)."""
+    result = result or {}
+    if isinstance(result.get("members"), dict):
+        return result["members"]
+    out: dict[str, dict[str, Any]] = {}
+    for name, value in result.items():
+        if not name.startswith("members/"):
+            continue
+        _, key, field = name.split("/", 2)
+        member = out.setdefault(key, {"rungs": {}})
+        if field.startswith("rungs/"):
+            member["rungs"][field.removeprefix("rungs/")] = value
+        else:
+            member[field] = value
+    return out

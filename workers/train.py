@@ -28,7 +28,7 @@ from workers.precision import autocast, grad_scaler
 
 @dataclass
 class TrialResult:
-    status: str  # "completed" | "diverged"
+    status: str  # "completed" | "diverged" | "pruned" (a population member stopped at a rung)
     epochs_run: int
     history: list[dict]  # one record per epoch (metrics + activation snapshots)
     diverged_at: int | None = None  # the epoch whose loss went non-finite

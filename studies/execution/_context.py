@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from ray import tune
 
 from studies.spec import StudySpec
-from studies.trainable import study_trainable
+from studies.trainable import population_trainable, study_trainable
 
 if TYPE_CHECKING:
     from studies.mlflow import StudyRuns
@@ -61,8 +61,9 @@ class StudyContext:
                 "mlflow_uri": self.mlflow_uri, "mlflow_experiment_id": self.runs.experiment_id,
                 "mlflow_parent_runs": dict(self.runs.activation_runs)}
 
-    def tuner(self, phase: str, callbacks: list, **kwargs) -> tune.Tuner:
-        """A new Tune experiment for one phase of this driver (a unique name: earlier drivers' stay apart)."""
+    def tuner(self, phase: str, callbacks: list, *, populations: bool = False, **kwargs) -> tune.Tuner:
+        """A new Tune experiment for one phase of this driver (a unique name: earlier drivers' stay apart); its
+        trials are populations (studies.trial_run) when `populations`."""
         run_config = tune.RunConfig(
             name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}",
             storage_path=str(self.paths.tune),
@@ -71,4 +72,5 @@ class StudyContext:
             verbose=0,
         )
         resources = {"cpu": self.spec.resources.cpus_per_trial, "gpu": self.spec.resources.gpus_per_trial}
-        return tune.Tuner(tune.with_resources(study_trainable, resources), run_config=run_config, **kwargs)
+        trainable = population_trainable if populations else study_trainable
+        return tune.Tuner(tune.with_resources(trainable, resources), run_config=run_config, **kwargs)

@@ -6,12 +6,13 @@ starts (earlier drivers' trials) plus what this driver's Tune experiment has run
 
 from __future__ import annotations
 
+import math
 import time
 
 from ray import tune
 
 from studies.spec import ActivationProgress, Phase, PhaseProgress, StudyResults, StudySpec
-from studies.trial_run import flatten
+from studies.trial_run import MEMBER_ENDS, flatten, members_of
 
 
 class ProgressSink:
@@ -63,12 +64,15 @@ class ProgressCallback(tune.Callback):
             label = flatten(t.config).get("label")
             if label not in self.totals:
                 continue
-            if t.is_finished() or t.trial_id in self._ended:
-                done[label] = done.get(label, 0) + 1
-            elif t.status == "RUNNING":
-                running[label] = running.get(label, 0) + 1
             r = t.last_result or {}
-            if self.metric in r and not r.get("diverged"):
+            size = len(t.config.get("members", ())) or 1  # a population counts as its members
+            ended = sum(1 for m in members_of(r).values() if m.get("status") in MEMBER_ENDS)
+            if t.is_finished() or t.trial_id in self._ended:
+                done[label] = done.get(label, 0) + size
+            elif t.status == "RUNNING":
+                done[label] = done.get(label, 0) + ended
+                running[label] = running.get(label, 0) + size - ended
+            if self.metric in r and not r.get("diverged") and math.isfinite(r[self.metric]):
                 best[label] = _better(best.get(label), float(r[self.metric]))
         return phase_progress(self.phase, self.totals, done, running, best)
 

@@ -28,6 +28,7 @@ def run_search(ctx: StudyContext, searcher: PerActivationSearcher, *, reuse_acto
         tuner = ctx.tuner(
             "search",
             [ProgressCallback(ctx.study_id, "search", totals, done, best), RunEnds(ctx.mlflow_uri, spec.training.epochs)],
+            populations=spec.search.population > 1,
             param_space=ctx.base_config("trial"),
             tune_config=tune.TuneConfig(
                 metric=METRIC,

@@ -31,7 +31,9 @@ def make_sampler(spec: StudySpec, label: str, number: int = 0) -> optuna.sampler
     seed = (activation_seed(spec.seed, label) + 7919 * number) & 0x7FFFFFFF
     kind = spec.search.sampler
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        # A population's members are asked together: the constant liar keeps them apart (running trials count
+        # as bad), where independent draws from one model would crowd the same spot.
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=spec.search.population > 1)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "cmaes":

@@ -8,6 +8,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
 from studies.search._searcher import METRIC, MODE
 from studies.spec import StudySpec
+from workers.population import REDUCTION_FACTOR
 
 
 class PerActivationScheduler(FIFOScheduler):
@@ -54,10 +55,12 @@ class PerActivationScheduler(FIFOScheduler):
 
 def make_scheduler(spec: StudySpec) -> TrialScheduler:
     epochs, grace = spec.training.epochs, min(spec.search.grace_epochs, spec.training.epochs)
+    if spec.search.population > 1:  # a population prunes its members itself (workers.population.SuccessiveHalving)
+        return FIFOScheduler()
     if spec.search.pruner == "asha":
         return PerActivationScheduler(
             # stop_last_trials=False: a trial that reaches the last epoch ends by itself, not as 'stopped'.
-            lambda: ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace, reduction_factor=3, stop_last_trials=False)
+            lambda: ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=grace, reduction_factor=REDUCTION_FACTOR, stop_last_trials=False)
         )
     if spec.search.pruner == "median":
         # min_time_slice is huge so the rule never pauses a trial (pausing would mix activations' queues).

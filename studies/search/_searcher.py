@@ -23,10 +23,13 @@ from ray.tune.search import Searcher
 from studies.search._samplers import make_sampler, search_space
 from studies.search._storage import on_storage
 from studies.spec import StudySpec, TrialSummary, outcome
+from studies.trial_run import MEMBER_ENDS, members_of
+from workers.population import rungs
 
 METRIC, MODE = "val_acc", "max"  # declared once; TuneConfig carries them
 OUTCOME = "actstudy"  # user attr of a finished trial: {"status", "epochs", "val_acc"}; a FAIL without it was lost
 ROOT = "actstudy.root"  # user attr: the number of the first attempt (copied to retries): the trial's key
+RUNGS = "actstudy.rungs"  # user attr of a population member: {epoch: val_acc} at the rungs it reached
 
 
 def trial_key(spec: StudySpec, label: str, root: int) -> str:
@@ -54,6 +57,12 @@ class PerActivationSearcher(Searcher):
     budget is spent and nothing runs. Each suggestion carries its Optuna trial number and `trial_key`.
     A trial that diverged or failed is told to Optuna as FAIL, one the scheduler stopped as PRUNED,
     each with its outcome as a user attribute (which is how a trial lost with its driver is told apart).
+
+    With `search.population` P > 1 a suggestion is a population: P trials of one activation asked together
+    (each seeded by its place, as one at a time), the activation's next population asked only once this one has
+    ended, so its sampler sees the same history in the same order on any cluster. Members are told as the
+    population's reports say they ended (pruned or diverged at once). Its `halving` carries the ASHA rungs and the
+    activation's earlier values at them (`RUNGS`), so pruning is judged against that activation alone.
     """
 
     def __init__(self, spec: StudySpec, study_id: str, storage: BaseStorage, metric: str = METRIC, mode: str = MODE) -> None:
@@ -63,9 +72,12 @@ class PerActivationSearcher(Searcher):
         self.params = {a.label: (a.name, a.params) for a in spec.activations}
         self.budget = spec.search.trials_per_activation
         self.concurrency = spec.search.concurrency_per_activation
+        self.population = spec.search.population
         self.epochs = spec.training.epochs
+        self.milestones = rungs(min(spec.search.grace_epochs, self.epochs), self.epochs) if spec.search.pruner == "asha" else []
         self.space = search_space(spec)
-        self.asked: dict[str, tuple[str, optuna.Trial]] = {}  # Tune trial id → (label, Optuna trial)
+        # Tune trial id → (label, {trial key: Optuna trial not told yet}): one trial, or a population's members
+        self.asked: dict[str, tuple[str, dict[str, optuna.Trial]]] = {}
         self._studies = {label: self._open(label) for label in self.labels}
         self.retried = {label: self._recover(study) for label, study in self._studies.items()}
         self.ended = {label: sum(1 for t in study.get_trials(deepcopy=False) if OUTCOME in t.user_attrs)
@@ -96,16 +108,39 @@ class PerActivationSearcher(Searcher):
         return True  # metric and mode are fixed at construction; the param_space holds constants only
 
     def _running(self, label: str) -> int:
-        return sum(1 for lb, _ in self.asked.values() if lb == label)
+        return sum(len(trials) for lb, trials in self.asked.values() if lb == label)
+
+    def _ready(self, label: str) -> bool:
+        if self.population > 1:  # one population of an activation at a time
+            return all(lb != label for lb, _ in self.asked.values())
+        return self._running(label) < self.concurrency
 
     def suggest(self, trial_id: str):
         open_ = [label for label in self.labels if self.ended[label] + self._running(label) < self.budget]
         if not open_:
             return None if self.asked else Searcher.FINISHED
-        ready = [label for label in open_ if self._running(label) < self.concurrency]
+        ready = [label for label in open_ if self._ready(label)]
         if not ready:
             return None
         label = min(ready, key=lambda lb: (self.ended[lb] + self._running(lb), self.labels.index(lb)))
+        size = min(self.population, self.budget - self.ended[label] - self._running(label))
+        trials = [self._ask(label) for _ in range(size)]
+        self.asked[trial_id] = (label, {self._key(label, t): t for t in trials})
+        name, params = self.params[label]
+        config = {"label": label, "activation": name, "activation_params": dict(params)}
+        members = [{"optuna_trial": t.number, "trial_key": self._key(label, t), "lr": t.params["lr"], "l2": t.params["l2"]}
+                   for t in trials]
+        if self.population == 1:
+            return {**config, **members[0]}
+        config["members"] = members
+        if self.milestones:
+            config["halving"] = {"milestones": self.milestones, "history": self._rung_history(label)}
+        return config
+
+    def _key(self, label: str, trial: optuna.Trial) -> str:
+        return trial_key(self.spec, label, trial.user_attrs[ROOT])
+
+    def _ask(self, label: str) -> optuna.Trial:
         # Seeded by the place of the next new trial in the budget: trials lost with a driver do not count,
         # so an interrupted search suggests what an uninterrupted one does (a queued retry keeps its parameters).
         study = self._studies[label]
@@ -114,21 +149,44 @@ class PerActivationSearcher(Searcher):
         trial = on_storage(lambda _: study.ask(dict(self.space)))
         if ROOT not in trial.user_attrs:
             on_storage(lambda _: trial.set_user_attr(ROOT, trial.number))
-        self.asked[trial_id] = (label, trial)
-        name, params = self.params[label]
-        return {"label": label, "activation": name, "activation_params": dict(params),
-                "optuna_trial": trial.number, "trial_key": trial_key(self.spec, label, trial.user_attrs[ROOT]),
-                "lr": trial.params["lr"], "l2": trial.params["l2"]}
+        return trial
+
+    def _rung_history(self, label: str) -> dict[str, list[float]]:
+        """The values the activation's ended population members had at each rung (what halving judges against)."""
+        history: dict[str, list[float]] = {}
+        for t in on_storage(lambda _: self._studies[label].get_trials(deepcopy=False)):
+            for epoch, value in t.user_attrs.get(RUNGS, {}).items():
+                history.setdefault(str(epoch), []).append(value)
+        return history
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.asked or self.population == 1:
+            return
+        label, trials = self.asked[trial_id]
+        for key, member in members_of(result).items():
+            if key in trials and member.get("status") in MEMBER_ENDS:
+                self._tell(label, trials.pop(key), member.get("status"), member, member.get("rungs"))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        label, trial = self.asked.pop(trial_id, (None, None))
-        if trial is None:
+        label, trials = self.asked.pop(trial_id, (None, {}))
+        if self.population == 1:
+            for trial in trials.values():
+                self._tell(label, trial, outcome(result, self.epochs, error), result or {})
             return
-        status = outcome(result, self.epochs, error)
-        value = (result or {}).get(METRIC)
+        members = members_of(result)
+        for key, trial in trials.items():
+            member = members.get(key, {})
+            status = member.get("status") if member.get("status") in MEMBER_ENDS and not error else \
+                outcome({"epoch": member.get("epoch", 0)}, self.epochs, error)
+            self._tell(label, trial, status, member, member.get("rungs"))
+
+    def _tell(self, label: str, trial: optuna.Trial, status: str, result: dict, rung_values: dict | None = None) -> None:
+        value = result.get(METRIC)
         value = float(value) if value is not None and math.isfinite(value) else None
-        record = {"status": status, "epochs": int((result or {}).get("epoch", 0)), "val_acc": None if status == "diverged" else value}
+        record = {"status": status, "epochs": int(result.get("epoch", 0)), "val_acc": None if status == "diverged" else value}
         on_storage(lambda _: trial.set_user_attr(OUTCOME, record))
+        if rung_values:
+            on_storage(lambda _: trial.set_user_attr(RUNGS, {str(k): float(v) for k, v in rung_values.items()}))
         state = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(status, TrialState.FAIL)
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL

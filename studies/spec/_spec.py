@@ -36,6 +36,7 @@ from workers.models import IMAGE_MODELS, MODELS, SEQUENCE_MODELS
 MAX_ACTIVATIONS = 20
 MAX_TRIALS = 200
 MAX_SEEDS = 20
+MAX_POPULATION = 64  # members of one population (search.population)
 MAX_TRIAL_EPOCHS = 200_000
 CONFIRM_SEED_OFFSET = 1000  # confirmation seeds differ from the search seed, and are shared by all activations
 
@@ -348,6 +349,10 @@ class SearchSpec(_Strict):
     # order: the same seed gives the same configurations. >1 trades that for speed on big clusters.
     concurrency_per_activation: int = Field(1, ge=1, le=64)
     max_concurrent_trials: int | None = Field(None, ge=1, le=1024)  # default: what the cluster fits
+    # P trials of one activation trained as one batched computation in one Tune trial (workers.population): asked
+    # from Optuna together, pruned together at the ASHA rungs. An activation runs one population at a time, so its
+    # configurations are the same whatever the cluster's size. 1: one trial per Tune trial.
+    population: int = Field(1, ge=1, le=MAX_POPULATION)
 
 
 # A study trains many models: shorter and in larger batches than one `actstudy train` by default.
@@ -425,11 +430,23 @@ class StudySpec(_Strict):
             self.trial_config()  # the model, the data and the training options fit together
         except ValidationError as exc:
             raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+        self._check_population()
         self._check_model_and_data()
         total = len(self.activations) * (self.search.trials_per_activation + self.confirm.seeds) * self.training.epochs
         if total > MAX_TRIAL_EPOCHS:
             raise ValueError(f"study too large: {total} trial-epochs (activations × (trials + seeds) × epochs), the limit is {MAX_TRIAL_EPOCHS}")
         return self
+
+    def _check_population(self) -> None:
+        if self.search.population == 1:
+            return
+        t = self.training
+        taken = {"training.optimizer": (t.optimizer, "adam"), "training.precision": (t.precision, "fp32"),
+                 "search.pruner": (self.search.pruner, "asha or none")}
+        for name, (value, needed) in taken.items():
+            if value not in needed.split(" or "):
+                raise ValueError(f"search.population: a population of {self.search.population} trains with {name} "
+                                 f"{needed} for now, not {value!r} (population: 1 takes every option)")
 
     def _check_model_and_data(self) -> None:
         """The data is there and usable, the model builds on it within the parameter cap, and has activation sites."""

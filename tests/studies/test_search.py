@@ -184,3 +184,63 @@ def test_the_search_ends_only_when_nothing_runs(storage):
     assert s.suggest("t1") is None  # budget spent, but t0 still runs
     s.on_trial_complete("t0", {"val_acc": 0.5, "epoch": 1})
     assert s.suggest("t1") == Searcher.FINISHED
+
+
+# Populations (search.population > 1): P trials of one activation asked together; members told as they end.
+
+
+def flat_members(members: dict) -> dict:
+    """A population's report as Tune hands it to searchers: flattened (`members/<key>/<field>`)."""
+    return {f"members/{key}/{field}": value for key, m in members.items() for field, value in m.items()}
+
+
+def test_a_population_is_its_activations_trials_asked_together(storage):
+    s = searcher(spec(sampler="random", population=2), storage)
+    first = s.suggest("p0")
+    assert first["label"] == "relu" and [m["trial_key"] for m in first["members"]] == ["a0-t0", "a0-t1"]
+    assert first["halving"] == {"milestones": [2], "history": {}}  # ASHA's rung for grace 2 of 4 epochs
+    assert [s.suggest(f"p{i}")["label"] for i in (1, 2)] == ["telu", "pwlu"]
+    assert s.suggest("p3") is None  # each activation runs one population at a time
+    # relu's first member is pruned at the rung: told to Optuna at once, while the population runs on.
+    s.on_trial_result("p0", flat_members({"a0-t0": {"epoch": 2, "val_acc": 0.2, "status": "pruned", "rungs/2": 0.2},
+                                          "a0-t1": {"epoch": 2, "val_acc": 0.6, "status": "running", "rungs/2": 0.6}}))
+    relu = s.studies()["relu"]
+    assert [t.state for t in relu.trials] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING]
+    assert s.suggest("p3") is None  # relu's population still runs
+    s.on_trial_complete("p0", flat_members({"a0-t0": {"epoch": 2, "val_acc": 0.2, "status": "pruned", "rungs/2": 0.2},
+                                            "a0-t1": {"epoch": 4, "val_acc": 0.7, "status": "completed", "rungs/2": 0.6}}))
+    assert [(t.state, t.value) for t in relu.trials][1] == (optuna.trial.TrialState.COMPLETE, 0.7)
+    last = s.suggest("p3")  # relu's budget of 3 leaves one member; its halving knows the rung's earlier values
+    assert last["label"] == "relu" and len(last["members"]) == 1
+    assert sorted(last["halving"]["history"]["2"]) == [0.2, 0.6]
+    s.on_trial_complete("p1", None, error=True)  # telu's population failed: both members are errors
+    assert {t.user_attrs["actstudy"]["status"] for t in s.studies()["telu"].trials} == {"error"}
+
+
+def test_a_population_asks_what_one_trial_at_a_time_asks(tmp_path):
+    """With a sampler that does not learn (random), the members are the trials of the same numbers, one by one."""
+    one = drive(searcher(spec(sampler="random"), open_storage(tmp_path / "a.log")), lambda c: 0.5)
+    pop = searcher(spec(sampler="random", population=3), open_storage(tmp_path / "b.log"))
+    members = []
+    for i in range(3):
+        c = pop.suggest(f"p{i}")
+        members += [(c["label"], m["lr"], m["l2"]) for m in c["members"]]
+        pop.on_trial_complete(f"p{i}", {"members": {m["trial_key"]: {"epoch": 4, "val_acc": 0.5, "status": "completed"}
+                                                    for m in c["members"]}})
+    assert sorted(members) == sorted(params(one)) and pop.suggest("x") == Searcher.FINISHED
+
+
+def test_a_population_prunes_itself():
+    s = spec(population=4)
+    assert not isinstance(make_scheduler(s), PerActivationScheduler)  # Tune's scheduler never stops a population
+
+
+@pytest.mark.parametrize(("change", "field"), [({"training": {"optimizer": "sgd"}}, "training.optimizer"),
+                                               ({"training": {"precision": "bf16"}}, "training.precision"),
+                                               ({"search": {"pruner": "median", "population": 4}}, "search.pruner")])
+def test_what_populations_do_not_take_yet_is_refused(change, field):
+    body = {"activations": ["relu"], "search": {"population": 4}, "training": {}}
+    for k, v in change.items():
+        body[k] = {**body[k], **v}
+    with pytest.raises(ValueError, match=rf"search.population: .*{field}"):
+        parse_spec(body)

@@ -1,4 +1,4 @@
-"""Populations (groundwork for issue "Population trials"): P members of one model trained as one batched computation
+"""Populations: P members of one model trained as one batched computation
 reproduce P single trainings — the same weights within float noise after an epoch, the same validation accuracy —
 with per-member learning rate and L2 in one vectorised Adam step, and a diverging member leaves the others exactly
 as they would be without it."""
@@ -6,6 +6,7 @@ as they would be without it."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -44,33 +45,65 @@ def _worst(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return max((v - sb[k]).abs().max().item() for k, v in a.state_dict().items() if v.is_floating_point())
 
 
-# LSLU's per-channel `weight` often has gradients near 1e-9, where Adam's g/(|g|+eps) turns float noise between a
-# batched and a plain matmul into 1e-3 steps: its weights agree to 1e-2, its accuracy as the others'.
-WEIGHTS_WITHIN = {"lslu": 1e-2}
+@pytest.fixture(scope="module")
+def mnist1d_f64(mnist1d):
+    return dataclasses.replace(mnist1d, **{name: dataclasses.replace(getattr(mnist1d, name), x=getattr(mnist1d, name).x.double())
+                                           for name in ("train", "val", "test")})
 
 
+# In float64: the batched and the plain computations sum in different orders, and in float32 that 1e-7 noise is not
+# harmless — PWLU's segment choice is a step function of its input and Adam's g/(√v + ε) on near-zero gradients
+# turns noise into lr-sized steps, so one flipped segment grows 1e-7 into 1e-4 within an epoch, differently on each
+# CPU's kernels. The float64 comparison tests the algorithm (the same training, member by member), not float noise;
+# the float32 population is checked on its accuracy (test_a_population_trains_as_its_members_trials_would).
 @pytest.mark.parametrize(("model", "activation", "params"), [
     ("mlp", "relu", {}), ("mlp", "telu", {}), ("mlp", "prelu", {}), ("mlp", "pwlu", {"stats_steps": 5}),
     ("mlp", "pwlu", {"stats_steps": 5, "channelwise": False}), ("mlp", "lslu", {}), ("cnn1d", "telu", {}), ("cnn1d", "prelu", {}),
-])  # not yet cnn1d + PWLU: batched convolutions sum in another order, and PWLU's segment choice and Adam's steps on
-#     near-zero gradients grow that 1e-7 into 1e-2 within an epoch (2 of 3 members then differ by ~0.01 in accuracy)
-def test_members_reproduce_their_single_trainings(mnist1d, model, activation, params):
+    ("cnn1d", "pwlu", {"stats_steps": 5}), ("cnn1d", "lslu", {}),
+])
+def test_members_reproduce_their_single_trainings(mnist1d_f64, model, activation, params):
+    data = mnist1d_f64
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    template = build_model(model, input_shape=(40,), num_classes=10, activation=activation, activation_params=params)
+    template = build_model(model, input_shape=(40,), num_classes=10, activation=activation, activation_params=params).double()
     members, opt = _population(template, LRS, L2S)
-    _epoch_of_population(members, opt, mnist1d)
+    _epoch_of_population(members, opt, data)
     for i, (lr, l2) in enumerate(zip(LRS, L2S, strict=True)):
         single = copy.deepcopy(template)
         single_opt = make_optimizer(single, TrialConfig(lr=lr, l2=l2, activation=activation, activation_params=params))
         single.train()
-        for xb, yb in batches(mnist1d.train, 128, generator=torch.Generator().manual_seed(0)):
+        for xb, yb in batches(data.train, 128, generator=torch.Generator().manual_seed(0)):
             single_opt.zero_grad()
             F.cross_entropy(single(xb), yb).backward()
             single_opt.step()
         member = members.member(i)
-        assert _worst(single, member) < WEIGHTS_WITHIN.get(activation, 1e-4), (i, lr, l2)
-        assert abs(evaluate(single, mnist1d.val)[1] - evaluate(member, mnist1d.val)[1]) <= 0.005
+        assert _worst(single, member) < 1e-4, (i, lr, l2)
+        assert abs(evaluate(single, data.val)[1] - evaluate(member, data.val)[1]) <= 0.005
+
+
+@pytest.mark.parametrize(("activation", "params"), [("relu", {}), ("pwlu", {"stats_steps": 2}), ("lslu", {})])
+def test_image_members_reproduce_their_single_trainings(activation, params):
+    """The image CNN (BatchNorm: its running statistics per member) on random 3×16×16 images, four steps, float64.
+    (resnet18 agrees too — 2.8e-5 with PWLU — but takes ~2 min a case on this CPU.)"""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 3, 16, 16, dtype=torch.float64), torch.randint(0, 10, (256,))
+    template = build_model("cnn", input_shape=(3, 16, 16), num_classes=10, activation=activation, activation_params=params).double()
+    members, opt = _population(template, LRS, L2S)
+    members.train()
+    for xb, yb in zip(x.split(64), y.split(64), strict=True):
+        opt.zero_grad()
+        population_loss(members(xb), yb).backward()
+        opt.step()
+    for i, (lr, l2) in enumerate(zip(LRS, L2S, strict=True)):
+        single = copy.deepcopy(template)
+        single_opt = make_optimizer(single, TrialConfig(lr=lr, l2=l2, activation=activation, activation_params=params))
+        single.train()
+        for xb, yb in zip(x.split(64), y.split(64), strict=True):
+            single_opt.zero_grad()
+            F.cross_entropy(single(xb), yb).backward()
+            single_opt.step()
+        assert _worst(single, members.member(i)) < 1e-4, (i, lr, l2)
 
 
 def test_a_diverging_member_leaves_the_others_exactly_as_without_it(mnist1d):

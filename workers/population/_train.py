@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,15 @@ from workers.population._adam import PopulationAdam
 from workers.population._members import Members
 from workers.train import TrialResult, lr_at, snapshots
 
+# After each epoch: (epoch, {member: its record}) for the members that trained it → the members to stop there
+# (pruned: they leave the batch as a diverged one does).
+OnEpoch = Callable[[int, dict[int, dict]], Iterable[int]]
 
-def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, dataset: Dataset | None = None) -> list[TrialResult]:
-    """Train `cfg` once per (lr, l2) in `settings`, as one population; their results in that order."""
+
+def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, dataset: Dataset | None = None,
+                     on_epoch: OnEpoch | None = None) -> list[TrialResult]:
+    """Train `cfg` once per (lr, l2) in `settings`, as one population; their results in that order (completed,
+    diverged, or pruned where `on_epoch` stopped them)."""
     if cfg.optimizer != "adam" or cfg.precision != "fp32":
         raise ValueError(f"a population trains with Adam in fp32 for now, not {cfg.optimizer} in {cfg.precision}")
     if not settings:
@@ -47,7 +54,7 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
     total = steps_per_epoch * cfg.epochs
     alive = list(range(len(settings)))
     histories: list[list[dict]] = [[] for _ in settings]
-    ended: dict[int, int] = {}
+    ended: dict[int, tuple[str, int]] = {}  # member → (diverged | pruned, at epoch)
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -69,6 +76,7 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
         test = _evaluate(members, data.test) if cfg.evaluate_test else None
         seconds = time.perf_counter() - t0
         n = len(data.train.y)
+        records = {}
         for row, i in enumerate(alive):
             record = {"epoch": epoch, "train_loss": loss_sum[row].item() / n, "train_acc": correct[row].item() / n,
                       "val_loss": val_loss[row], "val_acc": val_acc[row], "lr": settings[i][0] * scale}
@@ -78,8 +86,13 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
             record["activations"] = snapshots(members.member(row))
             record["diverged"] = not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"]))
             histories[i].append(record)
+            records[i] = record
             if record["diverged"]:
-                ended[i] = epoch
+                ended[i] = ("diverged", epoch)
+        if on_epoch is not None:
+            for i in on_epoch(epoch, records):
+                if i in records and i not in ended and epoch < cfg.epochs:
+                    ended[i] = ("pruned", epoch)
         kept = [row for row, i in enumerate(alive) if i not in ended]
         if len(kept) < len(alive):
             if not kept:
@@ -87,8 +100,14 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
             members.keep(kept)
             opt.keep(kept, members.named_member_parameters())
             alive = [alive[row] for row in kept]
-    return [TrialResult("diverged", ended[i], histories[i], diverged_at=ended[i]) if i in ended
-            else TrialResult("completed", cfg.epochs, histories[i]) for i in range(len(settings))]
+    return [_result(ended.get(i), cfg.epochs, histories[i]) for i in range(len(settings))]
+
+
+def _result(end: tuple[str, int] | None, epochs: int, history: list[dict]) -> TrialResult:
+    if end is None:
+        return TrialResult("completed", epochs, history)
+    status, epoch = end
+    return TrialResult(status, epoch, history, diverged_at=epoch if status == "diverged" else None)
 
 
 @torch.no_grad()

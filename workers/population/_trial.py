@@ -1,0 +1,77 @@
+"""The body of a population's Tune trial (`run_population`): `train_population` with one recorder per member, a
+report to Tune after every epoch that carries each member's state, and successive halving at the rungs.
+
+Tune sees one trial; the searcher and the MLflow run ends on the driver read the members from its reports
+(`members`: trial key → {epoch, val_acc, status, mlflow_run_id, rungs}): a member that is pruned or diverges is told
+and ended at the report where that happened, the others when the population ends. A population is not checkpointed:
+an attempt that is lost (a worker or the driver died) trains its members again from the start, each member's new MLflow
+run pointing back to the lost one as a single trial's retry does.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ray import tune
+
+from workers.config import TrialConfig
+from workers.population._halving import SuccessiveHalving
+from workers.population._train import train_population
+from workers.train import TrialResult
+from workers.trial import TrialRecorder
+
+
+def run_population(cfgs: list[TrialConfig], keys: list[str], recorders: list[TrialRecorder] | None = None, *,
+                   prune: SuccessiveHalving | None = None, report=None) -> list[TrialResult]:
+    """Train the members `cfgs` (one model and activation, differing in lr and l2) as one population, reporting
+    after each epoch through `report` (default `tune.report`); `keys` name the members in the reports."""
+    shared = {k: v for k, v in cfgs[0].to_dict().items() if k not in ("lr", "l2")}
+    for key, cfg in zip(keys, cfgs, strict=True):
+        other = {k: v for k, v in cfg.to_dict().items() if k not in ("lr", "l2")}
+        if other != shared:
+            differing = sorted(k for k in shared if shared[k] != other.get(k))
+            raise ValueError(f"population member {key} differs from the first in {differing}: members differ in lr and l2 only")
+    recorders = recorders or [TrialRecorder() for _ in cfgs]
+    report = report or tune.report
+    for cfg, recorder in zip(cfgs, recorders, strict=True):
+        recorder.start(cfg, None, None)
+    state = {key: {"epoch": 0, "val_acc": None, "status": "running", "rungs": {}} for key in keys}
+
+    def on_epoch(epoch: int, records: dict[int, dict]) -> list[int]:
+        stop = list(prune(epoch, records)) if prune else []
+        for i, record in records.items():
+            member = state[keys[i]]
+            recorders[i].epoch(record)
+            value = record["val_acc"]
+            member.update(epoch=epoch, val_acc=value if math.isfinite(value) else None, **recorders[i].metrics())
+            if prune is not None and epoch in prune.milestones:
+                member["rungs"][str(epoch)] = value
+            if record["diverged"]:
+                member["status"] = "diverged"
+                recorders[i].end(TrialResult("diverged", epoch, [], diverged_at=epoch))
+            elif i in stop and epoch < cfgs[i].epochs:
+                member["status"] = "pruned"
+                recorders[i].stopped()
+            elif epoch == cfgs[i].epochs:
+                member["status"] = "completed"
+        alive = [r["val_acc"] for i, r in records.items() if not r["diverged"] and math.isfinite(r["val_acc"])]
+        report({"epoch": epoch, "val_acc": max(alive, default=float("nan")), "diverged": False,
+                "members": {k: dict(v, rungs=dict(v["rungs"])) for k, v in state.items()}})
+        return stop
+
+    try:
+        results = train_population(cfgs[0], [(c.lr, c.l2) for c in cfgs], on_epoch=on_epoch)
+    except BaseException as exc:
+        for key, recorder in zip(keys, recorders, strict=True):
+            if state[key]["status"] != "running":
+                continue
+            if isinstance(exc, SystemExit):  # Tune stopped the trial (the experiment ends)
+                recorder.stopped()
+            else:
+                recorder.failed(exc)
+        raise
+    for recorder, result in zip(recorders, results, strict=True):
+        if result.status == "completed":
+            recorder.end(result)
+    return results
+
