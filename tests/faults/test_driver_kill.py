@@ -55,9 +55,20 @@ MOMENTS = {
 }
 
 
+# The same study with each activation's three trials as one population (search.population): a kill interrupts
+# all its members at once, and the next driver trains them again as one.
+POPULATION_SPEC = {**SPEC, "name": "killpop", "search": {**SPEC["search"], "population": 3}}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(ray_head, mlflow_server, tmp_path_factory):
     return run_study(parse_spec(SPEC), study_id="whole", storage_dir=tmp_path_factory.mktemp("whole"),
+                     mlflow_uri=mlflow_server.url, ray_address=ray_head.address)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_populations(ray_head, mlflow_server, tmp_path_factory):
+    return run_study(parse_spec(POPULATION_SPEC), study_id="wholepop", storage_dir=tmp_path_factory.mktemp("wholepop"),
                      mlflow_uri=mlflow_server.url, ray_address=ray_head.address)
 
 
@@ -68,9 +79,18 @@ def comparable(results: StudyResults) -> dict:
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_a_killed_driver_continues_where_it_stopped(moment, uninterrupted, ray_head, mlflow_server, tmp_path):
-    study_id = f"k{list(MOMENTS).index(moment)}"
-    view = StudyRunsView(mlflow_server.url, f"kill-{study_id}")
-    spec_path, log, data = write_spec(tmp_path, SPEC), tmp_path / "study.log", tmp_path / "data"
+    kill_and_continue(SPEC, f"k{list(MOMENTS).index(moment)}", moment, uninterrupted, ray_head, mlflow_server, tmp_path)
+
+
+@pytest.mark.parametrize("moment", ["first-trial-training", "mid-search"])
+def test_a_killed_driver_continues_populations_exactly_once(moment, uninterrupted_populations, ray_head, mlflow_server, tmp_path):
+    kill_and_continue(POPULATION_SPEC, f"p{list(MOMENTS).index(moment)}", moment, uninterrupted_populations, ray_head,
+                      mlflow_server, tmp_path)
+
+
+def kill_and_continue(spec, study_id, moment, uninterrupted, ray_head, mlflow_server, tmp_path):
+    view = StudyRunsView(mlflow_server.url, f"{spec['name']}-{study_id}")
+    spec_path, log, data = write_spec(tmp_path, spec), tmp_path / "study.log", tmp_path / "data"
     args = dict(ray_address=ray_head.address, mlflow_uri=mlflow_server.url, study_id=study_id, data_dir=data, log=log)
     first = start_study(spec_path, **args)
     try:
@@ -91,7 +111,7 @@ def test_a_killed_driver_continues_where_it_stopped(moment, uninterrupted, ray_h
     assert _parent(view).info.status == "FINISHED"
 
     storage = open_storage(data / "studies" / study_id / "optuna.log")
-    for label in SPEC["activations"]:
+    for label in spec["activations"]:
         trials = optuna.load_study(study_name=f"{study_id}/{label}", storage=storage).get_trials()
         finished = [t for t in trials if OUTCOME in t.user_attrs]
         assert len(finished) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in finished), trials
@@ -100,4 +120,4 @@ def test_a_killed_driver_continues_where_it_stopped(moment, uninterrupted, ray_h
     results = StudyResults.model_validate_json(
         open(view.client.download_artifacts(_parent(view).info.run_id, "results.json", str(tmp_path))).read())
     assert comparable(results) == comparable(uninterrupted)
-    print("FIGURES", json.dumps({"moment": moment, **figures}))
+    print("FIGURES", json.dumps({"moment": moment, "population": spec["search"].get("population", 1), **figures}))
