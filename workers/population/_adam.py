@@ -17,9 +17,17 @@ class PopulationAdam:
         self.exp_avg = {k: torch.zeros_like(p) for k, p in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(p) for k, p in params.items()}
         self.steps = {k: 0 for k in params}  # per tensor, as torch's: PWLU's points start in Phase II, later than the weights
+        self._shaped: dict[tuple, torch.Tensor] = {}
 
     def _per_member(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+    def _l2_of(self, like: torch.Tensor) -> torch.Tensor:
+        """The members' L2 shaped to broadcast over `like` (kept: it changes only when members leave)."""
+        key = (like.dtype, like.dim())
+        if key not in self._shaped:
+            self._shaped[key] = self._per_member(self.l2, like)
+        return self._shaped[key]
 
     @torch.no_grad()
     def step(self, scale: float = 1.0) -> None:
@@ -32,7 +40,7 @@ class PopulationAdam:
             bias1, bias2 = 1 - b1 ** self.steps[name], 1 - b2 ** self.steps[name]
             grad = p.grad
             if name in self.decayed:
-                grad = grad.add(p * self._per_member(self.l2, p))
+                grad = torch.addcmul(grad, p, self._l2_of(p))
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
             m.lerp_(grad, 1 - b1)
             v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
@@ -44,6 +52,7 @@ class PopulationAdam:
         index = torch.tensor(rows, dtype=torch.long)
         self.params = params
         self.lr, self.l2 = self.lr[index], self.l2[index]
+        self._shaped = {}
         self.exp_avg = {k: v[index].clone() for k, v in self.exp_avg.items()}
         self.exp_avg_sq = {k: v[index].clone() for k, v in self.exp_avg_sq.items()}
 

@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from workers.config import TrialConfig
 from workers.data import Dataset, augment_cifar, batches, load_dataset
 from workers.models import build_model
 from workers.population._adam import PopulationAdam
-from workers.population._members import Members
+from workers.population._members import Members, member_losses
 from workers.train import TrialResult, lr_at, snapshots
 
 # After each epoch: (epoch, {member: its record}) for the members that trained it → the members to stop there
@@ -65,7 +64,7 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
                 xb = augment_cifar(xb, generator)
             scale = lr_at(step, total, unit, steps_per_epoch)
             logits = members(xb)
-            losses = torch.stack([F.cross_entropy(m, yb, label_smoothing=cfg.label_smoothing) for m in logits.unbind(0)])
+            losses = member_losses(logits, yb, cfg.label_smoothing)
             opt.zero_grad()
             losses.sum().backward()
             opt.step(scale)
@@ -117,7 +116,7 @@ def _evaluate(members: Members, split, batch_size: int = 2000) -> tuple[list[flo
     loss, correct = torch.zeros(members.size), torch.zeros(members.size, dtype=torch.long)
     for xb, yb in batches(split, batch_size, generator=None, shuffle=False):
         logits = members(xb)
-        loss += torch.stack([F.cross_entropy(m, yb, reduction="sum") for m in logits.unbind(0)])
+        loss += member_losses(logits, yb) * len(yb)
         correct += (logits.argmax(-1) == yb).sum(1)
     n = max(1, len(split.y))
     return (loss / n).tolist(), (correct.double() / n).tolist()
