@@ -7,7 +7,7 @@ the trial's run and the MLflow recorder, not the study layer's Optuna, SciPy and
 
 from __future__ import annotations
 
-from studies.mlflow import MlflowTrialRecorder
+from studies.mlflow import MlflowTrialRecorder, ended_members
 from studies.trial_run import split_config, split_population
 from workers import run_trial
 from workers.population import SuccessiveHalving, run_population
@@ -23,6 +23,10 @@ def study_trainable(config: dict) -> None:
 def population_trainable(config: dict) -> None:
     """A population of trials (see studies.trial_run) trained as one, each member logged to its own MLflow run."""
     cfgs, runs = split_population(config)
+    done = ended_members(runs)  # a retry of this population (its worker died): who already ended stays ended
+    cfgs, runs = [c for c, r in zip(cfgs, runs, strict=True) if r.trial_key not in done], [r for r in runs if r.trial_key not in done]
+    if not runs:
+        return
     halving = config.get("halving")
     prune = SuccessiveHalving(halving["milestones"], halving["history"]) if halving else None
     run_population(cfgs, [run.trial_key for run in runs], [MlflowTrialRecorder(run) for run in runs], prune=prune)

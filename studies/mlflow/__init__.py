@@ -9,7 +9,7 @@ process (the recorder's user) does not.
 import importlib
 
 from studies.mlflow import layout
-from studies.mlflow._recorder import FLUSH_EVERY_S, MLFLOW_AWAY, TRIAL_MLFLOW_ENV, MlflowTrialRecorder
+from studies.mlflow._recorder import FLUSH_EVERY_S, MLFLOW_AWAY, TRIAL_MLFLOW_ENV, MlflowTrialRecorder, ended_members
 from studies.mlflow._run_ends import RUN_STATUS, RunEnds, close_study_runs, end_run
 
 _LAZY = {"StudyRuns": "_study_runs", "StudyAnswer": "_summary", "StudyRunIds": "_summary", "write_answer": "_summary"}
@@ -21,5 +21,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FLUSH_EVERY_S", "MLFLOW_AWAY", "RUN_STATUS", "TRIAL_MLFLOW_ENV", "MlflowTrialRecorder", "RunEnds", "StudyAnswer",
+__all__ = ["FLUSH_EVERY_S", "MLFLOW_AWAY", "RUN_STATUS", "TRIAL_MLFLOW_ENV", "MlflowTrialRecorder", "RunEnds", "StudyAnswer", "ended_members",
            "StudyRunIds", "StudyRuns", "close_study_runs", "end_run", "layout", "write_answer"]

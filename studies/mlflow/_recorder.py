@@ -175,6 +175,8 @@ class MlflowTrialRecorder(TrialRecorder):
         return {"mlflow_run_id": self.run_id} if self.run_id else {}
 
     def _log_evolution(self) -> None:
+        if not self.evolution:
+            return
         from studies.report import plot_evolution, save  # matplotlib: only where a learnable activation trained
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -186,8 +188,7 @@ class MlflowTrialRecorder(TrialRecorder):
                     save(plot_evolution(kind, history, f"{kind.upper()} at {layer}: its shape over training"), Path(tmp) / f"{key}.png", dpi=90)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("evolution figure of %s not drawn: %s: %s", layer, type(exc).__name__, exc)
-            if self.evolution:
-                self.client.log_artifacts(self.run_id, tmp, artifact_path=layout.EVOLUTION_DIR)
+            self.client.log_artifacts(self.run_id, tmp, artifact_path=layout.EVOLUTION_DIR)
 
     @staticmethod
     def _safe(fn) -> None:
@@ -195,6 +196,26 @@ class MlflowTrialRecorder(TrialRecorder):
             fn()
         except Exception as exc:  # noqa: BLE001 — best effort: a figure or a tag missing never fails the trial
             log.warning("mlflow call failed: %s", exc)
+
+
+def ended_members(runs: list[TrialRun]) -> set[str]:
+    """The trial keys among `runs` (a population's members) that an earlier attempt of the population saw to their end
+    (a run FINISHED, pruned or diverged): Tune runs a population again when its worker died, and those members must not
+    train twice. Empty when MLflow is unreachable (then every member trains again, each with a new run)."""
+    ended: set[str] = set()
+    try:
+        for run in runs:
+            if not run.mlflow_uri or not run.trial_key:
+                continue
+            found = MlflowClient(run.mlflow_uri).search_runs(
+                [run.mlflow_experiment_id], layout.attempts_filter(run.kind, run.trial_key), max_results=100)
+            if any(r.data.tags.get(layout.STATUS) in ("completed", "pruned", "diverged") and layout.RETRIED_AS not in r.data.tags
+                   for r in found):
+                ended.add(run.trial_key)
+    except MLFLOW_AWAY as exc:
+        log.warning("mlflow unreachable, every member of the population trains: %s", exc)
+        return set()
+    return ended
 
 
 def _trial_id() -> str:

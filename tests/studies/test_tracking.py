@@ -111,3 +111,38 @@ def test_a_retry_after_a_driver_died_finds_the_lost_attempt_by_key(setup):
     second = attempt(config, epochs=records(EPOCHS))
     old = client.get_run(first.run_id)
     assert old.info.status == "FAILED" and old.data.tags["actstudy.retried_as"] == second.run_id
+
+
+def test_a_populations_members_each_have_their_run_ended_as_they_end(setup):
+    """Members record to runs of their own; a member the population's report says was pruned is ended there (KILLED),
+    the others when Tune says the population completed; a retry of the population skips the members that ended."""
+    from studies.mlflow import ended_members
+    from studies.trial_run import member_runs, split_population
+
+    client, exp, config = setup
+    shared = {k: v for k, v in config.items() if k not in ("trial_key", "lr", "l2")}
+    population = {**shared, "members": [{"optuna_trial": i, "trial_key": f"a0-t{i}", "lr": 0.01 * (i + 1), "l2": 0.0} for i in range(3)]}
+    cfgs, runs = split_population(population)
+    recorders = [MlflowTrialRecorder(run) for run in runs]
+    for cfg, rec in zip(cfgs, recorders, strict=True):
+        rec.start(cfg, None, None)
+        rec.epoch(records(1)[0])
+    ends = RunEnds(config["mlflow_uri"], EPOCHS)
+    trial = Trial("fn", config=population, stub=True, trial_id="pop0")
+    first = {"epoch": 1, "val_acc": 0.3, "members": {
+        "a0-t0": {"epoch": 1, "val_acc": 0.1, "status": "pruned", "mlflow_run_id": recorders[0].run_id},
+        **{f"a0-t{i}": {"epoch": 1, "val_acc": 0.3, "status": "running", "mlflow_run_id": recorders[i].run_id} for i in (1, 2)}}}
+    trial.run_metadata.last_result = first
+    ends.on_trial_result(0, [trial], trial, first)
+    assert client.get_run(recorders[0].run_id).info.status == "KILLED"
+    assert client.get_run(recorders[1].run_id).info.status == "RUNNING"
+    assert ended_members(runs) == {"a0-t0"}  # what a retry of this population would not train again
+    last = {"epoch": EPOCHS, "val_acc": 0.5, "members": {
+        **first["members"], "a0-t1": {"epoch": EPOCHS, "val_acc": 0.5, "status": "completed", "mlflow_run_id": recorders[1].run_id},
+        "a0-t2": {"epoch": 2, "val_acc": float("nan"), "status": "diverged", "mlflow_run_id": recorders[2].run_id}}}
+    trial.run_metadata.last_result = last
+    ends.on_trial_complete(0, [trial], trial)
+    statuses = [(client.get_run(r.run_id).info.status, client.get_run(r.run_id).data.tags["actstudy.status"]) for r in recorders]
+    assert statuses == [("KILLED", "pruned"), ("FINISHED", "completed"), ("FAILED", "diverged")]
+    assert [r.trial_key for r in member_runs(population)] == ["a0-t0", "a0-t1", "a0-t2"]
+    assert ended_members(runs) == {"a0-t0", "a0-t1", "a0-t2"}

@@ -43,6 +43,7 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
                            activation_params=cfg.activation_params, hidden=cfg.hidden, source=cfg.model_source,
                            kwargs=cfg.model_kwargs, swap=cfg.swap)
     members = Members(template, len(settings))
+    tracked = bool(snapshots(template))  # learnable activations: each member's state is recorded every epoch
     params = members.named_member_parameters()
     opt = PopulationAdam(params, torch.tensor([lr for lr, _ in settings]), torch.tensor([l2 for _, l2 in settings]),
                          set(params) if cfg.l2_all else members.decayed)
@@ -82,7 +83,7 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
             if test is not None:
                 record["test_loss"], record["test_acc"] = test[0][row], test[1][row]
             record["epoch_time"] = seconds / len(alive)
-            record["activations"] = snapshots(members.member(row))
+            record["activations"] = snapshots(members.member(row)) if tracked else {}
             record["diverged"] = not (math.isfinite(record["train_loss"]) and math.isfinite(record["val_loss"]))
             histories[i].append(record)
             records[i] = record
