@@ -352,7 +352,9 @@ class SearchSpec(_Strict):
     # P trials of one activation trained as one batched computation in one Tune trial (workers.population): asked
     # from Optuna together, pruned together at the ASHA rungs. An activation runs one population at a time, so its
     # configurations are the same whatever the cluster's size. 1: one trial per Tune trial.
-    population: int = Field(1, ge=1, le=MAX_POPULATION)
+    population: int = Field(1, ge=1, le=MAX_POPULATION,
+                            description="trials of one activation trained as one batched computation (docs/populations.md); "
+                                        "1: one trial at a time")
 
 
 # A study trains many models: shorter and in larger batches than one `actstudy train` by default.
@@ -441,12 +443,12 @@ class StudySpec(_Strict):
         if self.search.population == 1:
             return
         t = self.training
-        taken = {"training.optimizer": (t.optimizer, "adam"), "training.precision": (t.precision, "fp32"),
-                 "search.pruner": (self.search.pruner, "asha or none")}
-        for name, (value, needed) in taken.items():
-            if value not in needed.split(" or "):
+        taken = {"training.optimizer": (t.optimizer, ("adam",)), "training.precision": (t.precision, ("fp32",)),
+                 "search.pruner": (self.search.pruner, ("asha", "none"))}
+        for name, (value, allowed) in taken.items():
+            if value not in allowed:
                 raise ValueError(f"search.population: a population of {self.search.population} trains with {name} "
-                                 f"{needed} for now, not {value!r} (population: 1 takes every option)")
+                                 f"{' or '.join(allowed)} for now, not {value!r} (population: 1 takes every option)")
 
     def _check_model_and_data(self) -> None:
         """The data is there and usable, the model builds on it within the parameter cap, and has activation sites."""
