@@ -443,7 +443,7 @@ class StudySpec(_Strict):
         if self.search.population == 1:
             return
         t = self.training
-        taken = {"training.optimizer": (t.optimizer, ("adam",)), "training.precision": (t.precision, ("fp32",)),
+        taken = {"training.precision": (t.precision, ("fp32",)),
                  "search.pruner": (self.search.pruner, ("asha", "none"))}
         for name, (value, allowed) in taken.items():
             if value not in allowed:

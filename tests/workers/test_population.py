@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from workers import TrialConfig
 from workers.data import batches, load_dataset
 from workers.models import build_model
-from workers.population import Members, PopulationAdam, population_loss
+from workers.population import Members, PopulationAdam, PopulationOptimizer, population_loss
 from workers.train import evaluate, make_optimizer
 
 LRS, L2S = [1e-3, 3e-3, 2e-3], [0.0, 1e-3, 1e-4]
@@ -157,13 +157,43 @@ def test_population_adam_is_torch_adam_on_each_member():
                 assert torch.allclose(stacked[k][i], v, rtol=0, atol=1e-12), (step, i, k)
 
 
-@pytest.mark.parametrize(("activation", "params"), [("telu", {}), ("pwlu", {"stats_steps": 10})])
-def test_a_population_trains_as_its_members_trials_would(mnist1d, activation, params):
+@pytest.mark.parametrize(("kind", "options"), [("adamw", {}), ("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.9, "nesterov": True}),
+                                               ("sgd", {"momentum": 0.0})])
+def test_population_adamw_and_sgd_are_torchs_on_each_member(kind, options):
+    torch.manual_seed(0)
+    lr, l2 = torch.tensor([1e-3, 5e-2, 1e-2]), torch.tensor([0.0, 1e-2, 1e-3])
+    shapes = {"w": (4, 3), "b": (4,)}
+    stacked = {k: torch.randn(3, *s, dtype=torch.float64, requires_grad=True) for k, s in shapes.items()}
+    singles = [{k: v[i].detach().clone().requires_grad_(True) for k, v in stacked.items()} for i in range(3)]
+    opt = PopulationOptimizer(stacked, lr, l2, {"w"}, kind, **options)
+    make = torch.optim.AdamW if kind == "adamw" else torch.optim.SGD
+    extra = {} if kind == "adamw" else {"momentum": options["momentum"], "nesterov": options.get("nesterov", False)}
+    torch_opts = [make([{"params": [p["w"]], "weight_decay": float(l2[i])}, {"params": [p["b"]], "weight_decay": 0.0}],
+                       lr=float(lr[i]), **extra) for i, p in enumerate(singles)]
+    for step in range(5):
+        scale = 0.5 if step == 3 else 1.0  # a schedule's factor on every member's lr
+        grads = {k: torch.randn_like(v) for k, v in stacked.items()}
+        for k, v in stacked.items():
+            v.grad = grads[k].clone()
+        opt.step(scale)
+        for i, p in enumerate(singles):
+            for g in torch_opts[i].param_groups:
+                g["lr"] = float(lr[i]) * scale
+            for k, v in p.items():
+                v.grad = grads[k][i].clone()
+            torch_opts[i].step()
+            for k, v in p.items():
+                assert torch.allclose(stacked[k][i], v, rtol=0, atol=1e-12), (step, i, k)
+
+
+@pytest.mark.parametrize(("activation", "params", "optimizer"), [("telu", {}, "adam"), ("pwlu", {"stats_steps": 10}, "adam"),
+                                                                 ("relu", {}, "adamw"), ("relu", {}, "sgd")])
+def test_a_population_trains_as_its_members_trials_would(mnist1d, activation, params, optimizer):
     from workers.population import train_population
     from workers.train import train
 
     cfg = TrialConfig(activation=activation, activation_params=params, epochs=2, batch_size=128, schedule="cosine",
-                      warmup_epochs=0.5, evaluate_test=True)
+                      warmup_epochs=0.5, evaluate_test=True, optimizer=optimizer, nesterov=optimizer == "sgd")
     settings = [(1e-3, 0.0), (3e-3, 1e-3), (1e30, 0.0)]  # the last one diverges at once
     results = train_population(cfg, settings, dataset=mnist1d)
     for (lr, l2), got in zip(settings, results, strict=True):

@@ -3,7 +3,8 @@ data, batches, epochs and schedule, one batched step for all. Each member's hist
 record (per-epoch train and validation loss and accuracy, its learning rate, its activations' state); a member whose
 loss is no longer finite ends `diverged` there and leaves the batch.
 
-Adam in float32 only, for now: other optimizers and precisions are refused, naming what is taken.
+Adam, AdamW or SGD in float32: other precisions are refused (a shared loss scale would let members leak into
+each other), naming what is taken.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import torch
 from workers.config import TrialConfig
 from workers.data import Dataset, augment_cifar, batches, load_dataset
 from workers.models import build_model
-from workers.population._adam import PopulationAdam
 from workers.population._members import Members, member_losses
+from workers.population._optim import PopulationOptimizer
 from workers.train import TrialResult, lr_at, snapshots
 
 # After each epoch: (epoch, {member: its record}) for the members that trained it → the members to stop there
@@ -30,8 +31,8 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
                      on_epoch: OnEpoch | None = None) -> list[TrialResult]:
     """Train `cfg` once per (lr, l2) in `settings`, as one population; their results in that order (completed,
     diverged, or pruned where `on_epoch` stopped them)."""
-    if cfg.optimizer != "adam" or cfg.precision != "fp32":
-        raise ValueError(f"a population trains with Adam in fp32 for now, not {cfg.optimizer} in {cfg.precision}")
+    if cfg.precision != "fp32":
+        raise ValueError(f"a population trains in fp32 for now, not {cfg.precision}")
     if not settings:
         raise ValueError("a population needs at least one (lr, l2)")
     torch.set_num_threads(cfg.threads)
@@ -45,8 +46,9 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
     members = Members(template, len(settings))
     tracked = bool(snapshots(template))  # learnable activations: each member's state is recorded every epoch
     params = members.named_member_parameters()
-    opt = PopulationAdam(params, torch.tensor([lr for lr, _ in settings]), torch.tensor([l2 for _, l2 in settings]),
-                         set(params) if cfg.l2_all else members.decayed)
+    opt = PopulationOptimizer(params, torch.tensor([lr for lr, _ in settings]), torch.tensor([l2 for _, l2 in settings]),
+                              set(params) if cfg.l2_all else members.decayed, cfg.optimizer, momentum=cfg.momentum,
+                              nesterov=cfg.nesterov)
     unit = cfg.model_copy(update={"lr": 1.0})  # the schedule's factor; each member's rate is its lr times it
     generator = torch.Generator().manual_seed(cfg.seed)
     augment = cfg.augment if cfg.augment is not None else cfg.dataset_source == "builtin" and cfg.dataset.startswith("cifar")
