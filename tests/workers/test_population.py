@@ -207,3 +207,42 @@ def test_a_population_trains_as_its_members_trials_would(mnist1d, activation, pa
                 assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-3)
                 assert set(mine["activations"]) == set(theirs["activations"])
     assert results[2].status == "diverged" and len(results[0].history) == 2  # the others trained on without it
+
+
+class Branchy(torch.nn.Module):
+    """Data-dependent control flow in forward: fine alone, impossible under vmap."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.hidden = torch.nn.Linear(math.prod(input_shape), 32)
+        self.act = torch.nn.ReLU()
+        self.out = torch.nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        h = self.act(self.hidden(x.flatten(1)))
+        if h.mean() > 1e9:  # never true; vmap cannot branch on a batched value
+            h = h * 0
+        return self.out(h)
+
+
+def build_branchy(input_shape, num_classes):
+    return Branchy(input_shape, num_classes)
+
+
+def test_a_model_that_does_not_batch_trains_its_members_one_by_one_saying_why(mnist1d, caplog):
+    from workers.population import Unbatchable, run_population
+    from workers.train import train
+
+    cfg = TrialConfig(model_source="import", model=f"{__name__}:build_branchy", activation="telu", epochs=2, batch_size=256)
+    members = Members(build_model(cfg.model, input_shape=(40,), num_classes=10, activation="telu", source="import"), 2)
+    with pytest.raises(Unbatchable, match="RuntimeError"):
+        members.check(mnist1d.train.x[:8], mnist1d.train.y[:8])
+    cfgs = [cfg.model_copy(update={"lr": lr, "l2": 1e-4}) for lr in (1e-3, 3e-3)]
+    reports = []
+    with caplog.at_level("WARNING"):
+        results = run_population(cfgs, ["m0", "m1"], report=reports.append)
+    assert "does not train as a population" in caplog.text and "one after another" in caplog.text
+    for c, got in zip(cfgs, results, strict=True):
+        alone = train(c)
+        assert [r["val_acc"] for r in got.history] == [r["val_acc"] for r in alone.history]
+    assert {k: m["status"] for k, m in reports[-1]["members"].items()} == {"m0": "completed", "m1": "completed"}

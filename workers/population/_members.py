@@ -23,6 +23,10 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 
+class Unbatchable(RuntimeError):
+    """The model does not train as one batched computation of its members; the message says why."""
+
+
 class Members(nn.Module):
     """`model` copied `size` times; `forward(x)` gives logits `[size, batch, classes]` for a batch shared by all."""
 
@@ -75,6 +79,16 @@ class Members(nn.Module):
             return functional_call(base, (params, buffers), (xb,))
 
         return vmap(one, in_dims=(0, 0, None), randomness="same")(self.named_member_parameters(), self.stacked_buffers, x)
+
+    def check(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Raise Unbatchable, saying why, if a training step of these members fails as one computation (data-dependent
+        control flow, an in-place write vmap cannot batch, …); tried on a copy, so nothing here changes."""
+        probe = copy.deepcopy(self)
+        probe.train()
+        try:
+            population_loss(probe(x), y).backward()
+        except Exception as exc:  # noqa: BLE001 — whatever the model does under vmap
+            raise Unbatchable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
 
     def keep(self, rows: list[int]) -> None:
         """Only these members from now on (a diverged one leaves the batch, and the compute shrinks)."""

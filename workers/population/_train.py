@@ -44,6 +44,7 @@ def train_population(cfg: TrialConfig, settings: list[tuple[float, float]], *, d
                            activation_params=cfg.activation_params, hidden=cfg.hidden, source=cfg.model_source,
                            kwargs=cfg.model_kwargs, swap=cfg.swap)
     members = Members(template, len(settings))
+    members.check(*next(iter(batches(data.train, cfg.batch_size, generator=None, shuffle=False))))
     tracked = bool(snapshots(template))  # learnable activations: each member's state is recorded every epoch
     params = members.named_member_parameters()
     opt = PopulationOptimizer(params, torch.tensor([lr for lr, _ in settings]), torch.tensor([l2 for _, l2 in settings]),

@@ -10,15 +10,19 @@ run pointing back to the lost one as a single trial's retry does.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from ray import tune
 
 from workers.config import TrialConfig
 from workers.population._halving import SuccessiveHalving
+from workers.population._members import Unbatchable
 from workers.population._train import train_population
-from workers.train import TrialResult
+from workers.train import TrialResult, train
 from workers.trial import TrialRecorder
+
+log = logging.getLogger(__name__)
 
 
 def run_population(cfgs: list[TrialConfig], keys: list[str], recorders: list[TrialRecorder] | None = None, *,
@@ -60,7 +64,11 @@ def run_population(cfgs: list[TrialConfig], keys: list[str], recorders: list[Tri
         return stop
 
     try:
-        results = train_population(cfgs[0], [(c.lr, c.l2) for c in cfgs], on_epoch=on_epoch)
+        try:
+            results = train_population(cfgs[0], [(c.lr, c.l2) for c in cfgs], on_epoch=on_epoch)
+        except Unbatchable as why:
+            log.warning("this model does not train as a population (%s): its %d members train one after another", why, len(cfgs))
+            results = _one_by_one(cfgs, on_epoch, prune)
     except BaseException as exc:
         for key, recorder in zip(keys, recorders, strict=True):
             if state[key]["status"] != "running":
@@ -75,3 +83,30 @@ def run_population(cfgs: list[TrialConfig], keys: list[str], recorders: list[Tri
             recorder.end(result)
     return results
 
+
+
+class _Pruned(Exception):
+    """Raised from a member's epoch hook to stop its training (pruned at a rung)."""
+
+
+def _one_by_one(cfgs: list[TrialConfig], on_epoch, prune: SuccessiveHalving | None) -> list[TrialResult]:
+    """The members trained as single trials, one after another, reporting as the population would; each is judged at
+    the rungs against the activation's history and the members before it."""
+    results = []
+    for i, cfg in enumerate(cfgs):
+        history: list[dict] = []
+
+        def hook(record: dict, state, i=i, history=history) -> None:
+            history.append(record)
+            if on_epoch(record["epoch"], {i: record}):
+                raise _Pruned
+
+        try:
+            results.append(train(cfg, on_epoch=hook))
+        except _Pruned:
+            results.append(TrialResult("pruned", len(history), history))
+        if prune is not None:
+            for record in history:
+                if record["epoch"] in prune.milestones and not record["diverged"]:
+                    prune.history.setdefault(record["epoch"], []).append(record["val_acc"])
+    return results
