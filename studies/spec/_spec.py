@@ -449,6 +449,9 @@ class StudySpec(_Strict):
             if value not in allowed:
                 raise ValueError(f"search.population: a population of {self.search.population} trains with {name} "
                                  f"{' or '.join(allowed)} for now, not {value!r} (population: 1 takes every option)")
+        if self.resources.gpus_per_trial > 0:
+            raise ValueError(f"search.population: populations train on CPUs for now, not with resources.gpus_per_trial "
+                             f"{self.resources.gpus_per_trial:g} (population: 1 takes GPUs)")
 
     def _check_model_and_data(self) -> None:
         """The data is there and usable, the model builds on it within the parameter cap, and has activation sites."""

@@ -236,9 +236,10 @@ def test_a_population_prunes_itself():
 
 
 @pytest.mark.parametrize(("change", "field"), [({"training": {"precision": "bf16"}}, "training.precision"),
-                                               ({"search": {"pruner": "median", "population": 4}}, "search.pruner")])
+                                               ({"search": {"pruner": "median", "population": 4}}, "search.pruner"),
+                                               ({"resources": {"gpus_per_trial": 1}}, "resources.gpus_per_trial")])
 def test_what_populations_do_not_take_yet_is_refused(change, field):
-    body = {"activations": ["relu"], "search": {"population": 4}, "training": {}}
+    body = {"activations": ["relu"], "search": {"population": 4}, "training": {}, "resources": {}}
     for k, v in change.items():
         body[k] = {**body[k], **v}
     with pytest.raises(ValueError, match=rf"search.population: .*{field}"):
