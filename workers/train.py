@@ -111,7 +111,10 @@ def make_optimizer(model: nn.Module, cfg: TrialConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(groups, lr=cfg.lr, fused=True)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=True)
+    # Not fused with momentum: torch's fused SGD needs every momentum buffer once any exists, and PWLU's points get
+    # their first gradient only after Phase I (a TypeError at that step); the foreach path starts each buffer itself.
+    fused = cfg.momentum == 0
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused, foreach=not fused)
 
 
 @torch.no_grad()

@@ -93,6 +93,8 @@ RESUME_CASES = {
     "relu-cosine-warmup-sgd": dict(activation="relu", schedule="cosine", warmup_epochs=1.5, optimizer="sgd", lr=0.05),
     "pwlu-switch-before-checkpoint": dict(activation="pwlu", activation_params={"stats_steps": 10}),
     "pwlu-switch-after-checkpoint": dict(activation="pwlu", activation_params={"stats_steps": 90}),
+    # momentum buffers of PWLU's points start after Phase I (torch's fused SGD raised a TypeError at that step)
+    "pwlu-sgd-momentum": dict(activation="pwlu", activation_params={"stats_steps": 10}, optimizer="sgd", lr=0.05, nesterov=True),
     "lslu": dict(activation="lslu", l2=1e-4),
     "cnn1d-pwlu": dict(model="cnn1d", activation="pwlu", activation_params={"stats_steps": 10, "segments": 8}),
     "fp16-telu": dict(activation="telu", precision="fp16"),  # the loss scaler's state travels with the checkpoint
