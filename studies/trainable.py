@@ -28,5 +28,10 @@ def population_trainable(config: dict) -> None:
     if not runs:
         return
     halving = config.get("halving")
-    prune = SuccessiveHalving(halving["milestones"], halving["history"]) if halving else None
+    prune = None
+    if halving:
+        prune = SuccessiveHalving(halving["milestones"], halving["history"])
+        for values in done.values():  # the ended members' values still count at the rungs, as in the first attempt
+            for epoch in prune.milestones & set(values):
+                prune.history.setdefault(epoch, []).append(values[epoch])
     run_population(cfgs, [run.trial_key for run in runs], [MlflowTrialRecorder(run) for run in runs], prune=prune)

@@ -66,7 +66,9 @@ class ProgressCallback(tune.Callback):
                 continue
             r = t.last_result or {}
             size = len(t.config.get("members", ())) or 1  # a population counts as its members
-            ended = sum(1 for m in members_of(r).values() if m.get("status") in MEMBER_ENDS)
+            reported = members_of(r)
+            # ended, and (a retry's report) those an earlier attempt ended, which train no more
+            ended = sum(1 for m in reported.values() if m.get("status") in MEMBER_ENDS) + (size - len(reported) if reported else 0)
             if t.is_finished() or t.trial_id in self._ended:
                 done[label] = done.get(label, 0) + size
             elif t.status == "RUNNING":

@@ -198,23 +198,25 @@ class MlflowTrialRecorder(TrialRecorder):
             log.warning("mlflow call failed: %s", exc)
 
 
-def ended_members(runs: list[TrialRun]) -> set[str]:
-    """The trial keys among `runs` (a population's members) that an earlier attempt of the population saw to their end
-    (a run FINISHED, pruned or diverged): Tune runs a population again when its worker died, and those members must not
-    train twice. Empty when MLflow is unreachable (then every member trains again, each with a new run)."""
-    ended: set[str] = set()
+def ended_members(runs: list[TrialRun]) -> dict[str, dict[int, float]]:
+    """The members among `runs` (a population's) that an earlier attempt of the population saw to their end (a run
+    FINISHED, pruned or diverged), each with its validation accuracy by epoch: Tune runs a population again when its
+    worker died, and those members must not train twice, while their values still count at the rungs. Empty when
+    MLflow is unreachable (then every member trains again, each with a new run)."""
+    ended: dict[str, dict[int, float]] = {}
     try:
         for run in runs:
             if not run.mlflow_uri or not run.trial_key:
                 continue
-            found = MlflowClient(run.mlflow_uri).search_runs(
-                [run.mlflow_experiment_id], layout.attempts_filter(run.kind, run.trial_key), max_results=100)
-            if any(r.data.tags.get(layout.STATUS) in ("completed", "pruned", "diverged") and layout.RETRIED_AS not in r.data.tags
-                   for r in found):
-                ended.add(run.trial_key)
+            client = MlflowClient(run.mlflow_uri)
+            found = client.search_runs([run.mlflow_experiment_id], layout.attempts_filter(run.kind, run.trial_key), max_results=100)
+            done = [r for r in found if r.data.tags.get(layout.STATUS) in ("completed", "pruned", "diverged")
+                    and layout.RETRIED_AS not in r.data.tags]
+            if done:
+                ended[run.trial_key] = {m.step: m.value for m in client.get_metric_history(done[0].info.run_id, "val_acc")}
     except MLFLOW_AWAY as exc:
         log.warning("mlflow unreachable, every member of the population trains: %s", exc)
-        return set()
+        return {}
     return ended
 
 

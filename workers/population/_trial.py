@@ -2,8 +2,8 @@
 report to Tune after every epoch that carries each member's state, and successive halving at the rungs.
 
 Tune sees one trial; the searcher and the MLflow run ends on the driver read the members from its reports
-(`members`: trial key → {epoch, val_acc, status, mlflow_run_id, rungs}): a member that is pruned or diverges is told
-and ended at the report where that happened, the others when the population ends. A population is not checkpointed:
+(`members`: trial key → {epoch, val_acc, status, mlflow_run_id, rungs}): a member that is pruned, diverges or completes
+is told and ended at the report where that happened, its recorder having sent everything before that report. A population is not checkpointed:
 an attempt that is lost (a worker or the driver died) trains its members again from the start, each member's new MLflow
 run pointing back to the lost one as a single trial's retry does.
 """
@@ -58,6 +58,7 @@ def run_population(cfgs: list[TrialConfig], keys: list[str], recorders: list[Tri
                 recorders[i].stopped()
             elif epoch == cfgs[i].epochs:
                 member["status"] = "completed"
+                recorders[i].end(TrialResult("completed", epoch, []))  # everything it logged, sent before the report
         alive = [r["val_acc"] for i, r in records.items() if not r["diverged"] and math.isfinite(r["val_acc"])]
         report({"epoch": epoch, "val_acc": max(alive, default=float("nan")), "diverged": False,
                 "members": {k: dict(v, rungs=dict(v["rungs"])) for k, v in state.items()}})
@@ -78,11 +79,7 @@ def run_population(cfgs: list[TrialConfig], keys: list[str], recorders: list[Tri
             else:
                 recorder.failed(exc)
         raise
-    for recorder, result in zip(recorders, results, strict=True):
-        if result.status == "completed":
-            recorder.end(result)
     return results
-
 
 
 class _Pruned(Exception):
