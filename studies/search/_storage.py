@@ -39,16 +39,29 @@ def open_storage(location: str | Path) -> BaseStorage:
     if "://" not in location:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(location))
+    # On a new database Optuna creates its tables and writes its schema version (and PostgreSQL gets Optuna's schema):
+    # two drivers starting together (two studies submitted at once) race there, and the loser gets "already exists"
+    # or a duplicate row. Trying again finds them and goes on.
+    for attempt in Retrying(stop=stop_after_attempt(STORAGE_ATTEMPTS), wait=wait_exponential(multiplier=0.25, max=4),
+                            retry=retry_if_exception_type((sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                                                           sqlalchemy.exc.ProgrammingError)),
+                            reraise=True, before_sleep=before_sleep_log(log, logging.WARNING)):
+        with attempt:
+            return _rdb_storage(location)
+    raise AssertionError("unreachable: Retrying re-raises the last error")
+
+
+def _rdb_storage(location: str) -> RDBStorage:
     if location.startswith("sqlite:///"):
         path = Path(location.removeprefix("sqlite:///"))
-        return RDBStorage(f"sqlite:///{path.with_name(path.stem + '-optuna.db')}",
-                          engine_kwargs={"connect_args": {"timeout": 30}})
+        return RDBStorage(f"sqlite:///{path.with_name(path.stem + '-optuna.db')}", engine_kwargs={"connect_args": {"timeout": 30}})
     engine = sqlalchemy.create_engine(location)
-    with engine.begin() as conn:
-        conn.execute(CreateSchema(OPTUNA_SCHEMA, if_not_exists=True))
-    engine.dispose()
-    return RDBStorage(location, engine_kwargs={"connect_args": {"options": f"-c search_path={OPTUNA_SCHEMA}"},
-                                               "pool_pre_ping": True})
+    try:
+        with engine.begin() as conn:
+            conn.execute(CreateSchema(OPTUNA_SCHEMA, if_not_exists=True))
+    finally:
+        engine.dispose()
+    return RDBStorage(location, engine_kwargs={"connect_args": {"options": f"-c search_path={OPTUNA_SCHEMA}"}, "pool_pre_ping": True})
 
 
 def on_storage(action: Callable[[bool], T]) -> T:
