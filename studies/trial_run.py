@@ -55,19 +55,21 @@ def is_population(config: dict[str, Any]) -> bool:
     return "members" in config
 
 
+def _member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each member's flat config: the population's shared keys with the member's own."""
+    shared = {k: v for k, v in config.items() if k not in POPULATION_KEYS}
+    return [{**shared, **member} for member in config["members"]]
+
+
 def split_population(config: dict[str, Any]) -> tuple[list[TrialConfig], list[TrialRun]]:
     """A population's Tune config as each member's training options and run (its halving is `config['halving']`)."""
-    shared = {k: v for k, v in config.items() if k not in POPULATION_KEYS}
-    pairs = [split_config({**shared, **member}) for member in config["members"]]
+    pairs = [split_config(member) for member in _member_configs(config)]
     return [cfg for cfg, _ in pairs], [run for _, run in pairs]
 
 
 def member_runs(config: dict[str, Any]) -> list[TrialRun]:
     """Every run of a Tune trial's config: the population's members, or the trial's own."""
-    if is_population(config):
-        shared = {k: v for k, v in config.items() if k not in POPULATION_KEYS}
-        return [run_of({**shared, **member}) for member in config["members"]]
-    return [run_of(config)]
+    return [run_of(member) for member in _member_configs(config)] if is_population(config) else [run_of(config)]
 
 
 def run_of(config: dict[str, Any]) -> TrialRun:

@@ -204,11 +204,14 @@ def ended_members(runs: list[TrialRun]) -> dict[str, dict[int, float]]:
     worker died, and those members must not train twice, while their values still count at the rungs. Empty when
     MLflow is unreachable (then every member trains again, each with a new run)."""
     ended: dict[str, dict[int, float]] = {}
+    clients: dict[str, MlflowClient] = {}  # one per server (the members share theirs)
     try:
         for run in runs:
             if not run.mlflow_uri or not run.trial_key:
                 continue
-            client = MlflowClient(run.mlflow_uri)
+            if run.mlflow_uri not in clients:
+                clients[run.mlflow_uri] = MlflowClient(run.mlflow_uri)
+            client = clients[run.mlflow_uri]
             found = client.search_runs([run.mlflow_experiment_id], layout.attempts_filter(run.kind, run.trial_key), max_results=100)
             done = [r for r in found if r.data.tags.get(layout.STATUS) in ("completed", "pruned", "diverged")
                     and layout.RETRIED_AS not in r.data.tags]
